@@ -1,0 +1,290 @@
+"""
+The tls-json-style client: C{Client(...)} with C{.on(event, handler)}.
+
+For people coming from the Node.js package tls-json; Twisted applications may
+prefer L{txtlsjson.protocol.TLSJSONClientFactory} directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ConnectionDone, ConnectionRefusedError
+from twisted.internet.interfaces import IConnector, IReactorTime
+from twisted.python.failure import Failure
+
+from txtlsjson.codec import JSONObject
+from txtlsjson.errors import AuthenticationFailed, ConnectionFailed, NotConnected, TLSJSONError
+from txtlsjson.events import EventEmitter, Responder, unexpectedEnd
+from txtlsjson.protocol import (
+    DEFAULT_MAX_LINE_LENGTH,
+    TLSJSONClientFactory,
+    TLSJSONClientProtocol,
+)
+from txtlsjson.tls import PathLike, clientTLSOptions
+
+
+class _ClientProtocol(TLSJSONClientProtocol):
+    factory: "_ClientFactory"
+
+    def authenticated(self) -> None:
+        self.factory.owner._authenticated()
+
+    def messageReceived(self, message: JSONObject) -> None:
+        self.factory.owner.emit("message", message)
+
+    def sessionRequest(self, requestId: int, request: JSONObject) -> None:
+        owner = self.factory.owner
+        owner.emit("request", request, Responder(self, requestId,
+                                                 lambda error: owner.emit("error", error)))
+
+    def errorReceived(self, error: TLSJSONError) -> None:
+        self.factory.owner._error(error)
+
+    def connectionLost(self, reason: Failure = ConnectionDone()) -> None:  # type: ignore[assignment]
+        super().connectionLost(reason)
+        self.factory.owner._connectionLost(self, reason)
+
+
+class _ClientFactory(TLSJSONClientFactory):
+    protocol = _ClientProtocol
+
+    def __init__(self, owner: "Client", password: str, **kwargs: Any) -> None:
+        super().__init__(password, **kwargs)
+        self.owner = owner
+
+    def startedConnecting(self, connector: IConnector) -> None:
+        self.owner._attemptStarted()
+
+    def connectionMade(self, protocol: TLSJSONClientProtocol) -> None:
+        super().connectionMade(protocol)
+        self.owner._resumed()
+
+    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
+        self.owner._attemptFailed(reason)
+        super().clientConnectionFailed(connector, reason)
+
+
+class Client(EventEmitter):
+    """
+    A tls-json client, reconnecting at a constant interval if asked to.
+
+    Events (register with L{on}):
+      - C{authenticated()}: the server accepted the password (once per
+        connection).
+      - C{message(message)}: an application message from the server.
+      - C{request(request, res)}: a request; answer with C{res.send(obj)}.
+      - C{close()}: the connection is gone.  While reconnecting, failed
+        attempts emit no C{close} (and refused connections no C{error})
+        until a connection is made again.
+      - C{error(error)}: a L{TLSJSONError}.
+      - C{reconnectAttempt()}: a reconnection attempt starts.
+
+    A refused password (L{AuthenticationFailed}) stops reconnecting: it would
+    not start working by itself.
+
+    @ivar factory: the L{TLSJSONClientFactory} underneath.
+    """
+
+    events = frozenset({"authenticated", "message", "request", "close", "error",
+                        "reconnectAttempt"})
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        password: str,
+        *,
+        ca: Optional[Sequence[PathLike]] = None,
+        clientCertificate: Optional[PathLike] = None,
+        clientKey: Optional[PathLike] = None,
+        tlsOptions: Any = None,
+        reconnectInterval: float = 0.0,
+        requestTimeout: float = 10.0,
+        idleTimeout: float = 30.0,
+        connectTimeout: float = 30.0,
+        maxLineLength: int = DEFAULT_MAX_LINE_LENGTH,
+        reactor: Optional[IReactorTime] = None,
+    ) -> None:
+        """
+        @param host: the server's host name or address.  The server
+            certificate must name it in its subjectAltName.
+        @param port: the server's TCP port.
+        @param password: the password.
+        @param ca: PEM files of the CA certificates to trust (for a
+            self-signed server, its certificate); the system's by default.
+        @param clientCertificate: for mutual TLS, a PEM client certificate.
+        @param clientKey: its private key (default: in C{clientCertificate}).
+        @param tlsOptions: instead of C{ca} and the client certificate, any
+            Twisted client connection creator (e.g. from
+            L{txtlsjson.tls.clientTLSOptions} with another host name).
+        @param reconnectInterval: seconds between reconnection attempts;
+            C{0} never reconnects.
+        @param requestTimeout: seconds a request waits for its response.
+        @param idleTimeout: seconds of silence after which the server is
+            taken for dead (C{0}: never).
+        @param connectTimeout: seconds a TCP connection attempt may take.
+        @param maxLineLength: the longest message in bytes.
+        @param reactor: the reactor; the global one by default.
+        @raise TLSConfigurationError: if a file is missing or invalid.
+        """
+        super().__init__()
+        if not isinstance(host, str) or not host:
+            raise ValueError(f"host must be a non-empty string, not {host!r}")
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"port must be an integer from 1 to 65535, not {port!r}")
+        if tlsOptions is None:
+            tlsOptions = clientTLSOptions(host, ca, clientCertificate, clientKey)
+        self.host = host
+        self.port = port
+        self._tlsOptions = tlsOptions
+        self._connectTimeout = connectTimeout
+        self.factory = _ClientFactory(
+            self, password, reconnectInterval=reconnectInterval,
+            requestTimeout=requestTimeout, idleTimeout=idleTimeout,
+            maxLineLength=maxLineLength, reactor=reactor)
+        self._reactor: Any = self.factory.clock
+        self._connector: Optional[IConnector] = None
+        self._waiting: List[Deferred[None]] = []
+        self._attempts = 0
+        self._reconnecting = False
+        self._disconnecting = False
+
+    # -- the connection's life -------------------------------------------
+
+    def connect(self) -> "Deferred[None]":
+        """
+        Start connecting (and reconnecting, with a C{reconnectInterval}).
+
+        @return: a Deferred that fires once the client is authenticated; or
+            fails with L{ConnectionFailed} (no reconnecting), with
+            L{AuthenticationFailed}, or with L{NotConnected} if
+            L{disconnect} is called first.
+        """
+        if self._connector is None:
+            factory = self.factory
+            factory.continueTrying = factory.reconnectInterval > 0
+            factory.delay = factory.initialDelay
+            self._attempts = 0
+            self._reconnecting = False
+            self._connector = self._reactor.connectSSL(
+                self.host, self.port, factory, self._tlsOptions,
+                timeout=self._connectTimeout)
+        return self.whenAuthenticated()
+
+    def whenAuthenticated(self) -> "Deferred[None]":
+        """
+        @return: a new Deferred that fires when the client is authenticated
+            (at once if it is), failing as L{connect}'s does.
+        """
+        if self.isAuthenticated:
+            return succeed(None)
+        if self._connector is None:
+            return fail(NotConnected("not connecting; call connect()"))
+        d: Deferred[None] = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def disconnect(self) -> "Deferred[None]":
+        """
+        Stop reconnecting and close the connection.  Pending requests errback
+        with C{ConnectionLost}.
+
+        @return: a Deferred that fires once the connection is closed.
+        """
+        self._disconnecting = True
+        self.factory.stopTrying()
+        self._giveUp(NotConnected("client disconnected before it authenticated"))
+        protocol = self.factory.client
+        closed = protocol.close() if protocol is not None else succeed(None)
+
+        def done(result: object) -> object:
+            self._disconnecting = False
+            return result
+
+        return closed.addBoth(done)
+
+    @property
+    def isAuthenticated(self) -> bool:
+        """
+        Whether the client is connected and authenticated.
+        """
+        protocol = self.factory.client
+        return protocol is not None and protocol.isAuthenticated
+
+    # -- sending -------------------------------------------------------------
+
+    def send(self, message: JSONObject) -> None:
+        """
+        Send a message.  If not authenticated, an C{error} event reports
+        L{NotConnected}, as tls-json does.
+
+        @raise InvalidOutgoingMessage: if the message cannot be sent as it
+            is; nothing was sent.
+        """
+        protocol = self.factory.client
+        if protocol is None or not protocol.isAuthenticated:
+            self.emit("error", NotConnected())
+            return
+        protocol.send(message)
+
+    def request(self, request: JSONObject) -> "Deferred[JSONObject]":
+        """
+        Send a request.
+
+        @return: a Deferred that fires with the response or fails with
+            L{NotConnected}, L{InvalidOutgoingMessage}, L{RequestTimeout} or
+            L{ConnectionLost}.
+        """
+        protocol = self.factory.client
+        if protocol is None:
+            return fail(NotConnected())
+        return protocol.request(request)
+
+    # -- from the factory and protocol -----------------------------------
+
+    def _attemptStarted(self) -> None:
+        self._attempts += 1
+        if self._attempts > 1:
+            self._reconnecting = True
+            self.emit("reconnectAttempt")
+
+    def _resumed(self) -> None:
+        self._reconnecting = False
+
+    def _attemptFailed(self, reason: Failure) -> None:
+        if self._disconnecting:
+            return
+        error = ConnectionFailed(reason)
+        if not (self._reconnecting and reason.check(ConnectionRefusedError)):
+            self.emit("error", error)
+        if not self._reconnecting:
+            self.emit("close")
+        if not self.factory.continueTrying:
+            self._giveUp(error)
+
+    def _authenticated(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+        self.emit("authenticated")
+
+    def _error(self, error: TLSJSONError) -> None:
+        self.emit("error", error)
+        if isinstance(error, AuthenticationFailed):
+            self._giveUp(error)
+
+    def _connectionLost(self, protocol: TLSJSONClientProtocol, reason: Failure) -> None:
+        error = unexpectedEnd(reason, protocol.closeReason)
+        if error is not None and not self._disconnecting:
+            self.emit("error", error)
+        self.emit("close")
+        if not self.factory.continueTrying:
+            self._giveUp(error or NotConnected("connection closed before authentication"))
+
+    def _giveUp(self, error: Exception) -> None:
+        self._connector = None
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.errback(error)

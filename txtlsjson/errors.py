@@ -1,0 +1,161 @@
+"""
+The one exception hierarchy of txtlsjson.
+
+Every exception the library raises, or hands to an errback or an C{error}
+event, derives from L{TLSJSONError}.  Where the Node.js peer (tls-json) has a
+message string that users may match on, the same string is kept.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from twisted.python.failure import Failure
+
+
+class TLSJSONError(Exception):
+    """
+    Base class of every txtlsjson error.
+    """
+
+
+class NotConnected(TLSJSONError):
+    """
+    A message or request was sent on a connection that is not (or no longer)
+    connected and authenticated.
+    """
+
+    def __init__(self, message: str = "not connected or not authenticated") -> None:
+        super().__init__(message)
+
+
+class RequestTimeout(TLSJSONError):
+    """
+    No response to a request arrived within the request timeout.
+    """
+
+    def __init__(self, message: str = "request timeout") -> None:
+        super().__init__(message)
+
+
+class ConnectionLost(TLSJSONError):
+    """
+    The connection was lost while a request was waiting for its response.
+    """
+
+    def __init__(self, message: str = "connection lost") -> None:
+        super().__init__(message)
+
+
+class AuthenticationFailed(TLSJSONError):
+    """
+    The server refused the password (client side), or a client sent a wrong
+    password (server side).
+
+    @ivar serverMessage: the C{error} text the server sent, if any.
+    """
+
+    def __init__(self, serverMessage: str = "incorrect password") -> None:
+        super().__init__(serverMessage)
+        self.serverMessage = serverMessage
+
+
+class AuthenticationTimeout(TLSJSONError):
+    """
+    A peer did not complete the password exchange within the allowed time.
+    """
+
+
+class KeepAliveTimeout(TLSJSONError):
+    """
+    The server pinged a client and no matching pong arrived within
+    C{keepAliveTimeout} seconds.
+    """
+
+
+class IdleTimeout(TLSJSONError):
+    """
+    The client heard nothing at all (no message, no ping) from its server for
+    C{idleTimeout} seconds, and dropped the connection as dead.
+    """
+
+
+class ProtocolError(TLSJSONError):
+    """
+    The peer sent something that breaks the wire protocol.  The offending
+    line is dropped; later lines are still delivered unless the subclass says
+    otherwise.
+    """
+
+
+class InvalidMessage(ProtocolError):
+    """
+    A received line is not a usable message: not UTF-8, not JSON, not a JSON
+    object, nested too deeply, or a reserved key with a value this protocol
+    never sends.
+    """
+
+
+class UnknownResponse(ProtocolError):
+    """
+    A response arrived for a request id that is not pending (never issued,
+    already answered, timed out or cancelled).
+    """
+
+
+class LineTooLong(ProtocolError):
+    """
+    The peer sent a line longer than the connection's C{maxLineLength}.  The
+    connection is closed, since the stream cannot be resynchronised cheaply.
+
+    @ivar lines: the complete lines received before the long one, which are
+        still to be delivered.
+    """
+
+    def __init__(self, message: str, lines: "list[bytes] | None" = None) -> None:
+        super().__init__(message)
+        self.lines = lines or []
+
+
+class InvalidOutgoingMessage(TLSJSONError, ValueError):
+    """
+    The application tried to send something that cannot go on the wire
+    unchanged: not a dict, not JSON-serialisable, containing NaN/Infinity or
+    a lone surrogate, or longer than the peer's line limit.  Nothing was sent.
+    """
+
+
+class ReservedKeyError(InvalidOutgoingMessage):
+    """
+    The application tried to send an object that contains a key the protocol
+    reserves (C{requestId}, C{responseId}, C{__ping}, C{__pong}); the peer
+    would misread it.  Nothing was sent.
+    """
+
+
+class CertificateNameError(TLSJSONError):
+    """
+    The server's certificate does not name the host that was dialled, or
+    names it only in the subject CN without a subjectAltName.
+    """
+
+
+class TLSConfigurationError(TLSJSONError, ValueError):
+    """
+    A certificate, key or CA file is missing, unreadable or not valid PEM.
+    """
+
+
+class ConnectionFailed(TLSJSONError):
+    """
+    A connection could not be made, or ended abnormally (refused, reset,
+    TLS handshake failure).
+
+    @ivar reason: the L{Failure<twisted.python.failure.Failure>} Twisted
+        reported.
+    """
+
+    def __init__(self, reason: "Failure") -> None:
+        super().__init__(reason.getErrorMessage())
+        self.reason = reason

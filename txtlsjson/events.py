@@ -1,0 +1,127 @@
+"""
+A small event emitter for the tls-json-style API (C{.on(event, handler)}).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, FrozenSet, List, Optional, TypeVar
+
+from twisted.internet.error import ConnectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from txtlsjson.codec import JSONObject
+from txtlsjson.errors import ConnectionFailed, NotConnected, TLSJSONError
+
+if TYPE_CHECKING:
+    from txtlsjson.protocol import TLSJSONProtocol
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+class EventEmitter:
+    """
+    Calls the handlers registered for an event, in registration order.
+
+    A handler that raises is logged and does not stop the others or the
+    connection.  An C{error} event with no handler is logged, so errors are
+    never lost silently.
+    """
+
+    log = Logger()
+
+    #: The names of the events this emitter emits.
+    events: ClassVar[FrozenSet[str]] = frozenset()
+
+    def __init__(self) -> None:
+        self._handlers: Dict[str, List[Callable[..., Any]]] = {}
+
+    def on(self, event: str, handler: Handler) -> Handler:
+        """
+        Call C{handler} whenever C{event} is emitted.
+
+        @return: C{handler}, so that C{on} can serve as a decorator factory's
+            target.
+        @raise ValueError: for an unknown event name.
+        """
+        if event not in self.events:
+            raise ValueError(
+                f"unknown event {event!r}; {type(self).__name__} emits "
+                f"{', '.join(sorted(self.events))}")
+        if not callable(handler):
+            raise TypeError(f"handler for {event!r} must be callable, not {handler!r}")
+        self._handlers.setdefault(event, []).append(handler)
+        return handler
+
+    def off(self, event: str, handler: Callable[..., Any]) -> None:
+        """
+        Stop calling C{handler} for C{event}.  Unknown pairs are ignored.
+        """
+        handlers = self._handlers.get(event, [])
+        if handler in handlers:
+            handlers.remove(handler)
+
+    def listenerCount(self, event: str) -> int:
+        """
+        @return: how many handlers C{event} has.
+        """
+        return len(self._handlers.get(event, ()))
+
+    def emit(self, event: str, *args: Any) -> None:
+        """
+        Call C{event}'s handlers with C{args}.
+        """
+        handlers = self._handlers.get(event)
+        if not handlers:
+            if event == "error":
+                self.log.warn("unhandled error event: {args}", args=args)
+            return
+        for handler in list(handlers):
+            try:
+                handler(*args)
+            except Exception:
+                self.log.failure("{event!r} handler {handler!r} raised",
+                                 event=event, handler=handler)
+
+
+class Responder:
+    """
+    The C{res} of a C{request} event: C{res.send(obj)} answers the request.
+    """
+
+    def __init__(self, protocol: "TLSJSONProtocol", requestId: int,
+                 onNotConnected: Callable[[TLSJSONError], None]) -> None:
+        self._protocol = protocol
+        self._requestId = requestId
+        self._onNotConnected = onNotConnected
+        self._sent = False
+
+    def send(self, response: JSONObject) -> None:
+        """
+        Send the response.  Only the first call sends; later calls raise.
+
+        If the connection is gone, an C{error} event reports
+        L{NotConnected} (the requester's side already failed the request
+        with "connection lost").
+
+        @raise InvalidOutgoingMessage: if C{response} cannot be sent as it
+            is (then it may be sent again, corrected).
+        @raise TLSJSONError: if a response was sent already.
+        """
+        if self._sent:
+            raise TLSJSONError(f"request {self._requestId} has been answered already")
+        try:
+            self._protocol.session.respond(self._requestId, response)
+        except NotConnected as e:
+            self._onNotConnected(e)
+        self._sent = True
+
+
+def unexpectedEnd(reason: Failure, closeReason: Optional[TLSJSONError]) -> Optional[TLSJSONError]:
+    """
+    The error to report for a connection's end, if any: not for a clean
+    close, nor for a drop that this side decided (and reported) itself.
+    """
+    if closeReason is not None or reason.check(ConnectionDone):
+        return None
+    return ConnectionFailed(reason)

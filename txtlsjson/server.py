@@ -1,0 +1,236 @@
+"""
+The tls-json-style server: C{Server(...)} with C{.on(event, handler)}.
+
+For people coming from the Node.js package tls-json; Twisted applications may
+prefer L{txtlsjson.protocol.TLSJSONServerFactory} directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IAddress, IListeningPort, IReactorTime
+from twisted.python.failure import Failure
+
+from txtlsjson.codec import JSONObject
+from txtlsjson.errors import NotConnected, TLSJSONError
+from txtlsjson.events import EventEmitter, Responder, unexpectedEnd
+from txtlsjson.protocol import (
+    DEFAULT_MAX_LINE_LENGTH,
+    TLSJSONServerFactory,
+    TLSJSONServerProtocol,
+)
+from txtlsjson.tls import PathLike, serverTLSOptions
+
+
+class _ServerProtocol(TLSJSONServerProtocol):
+    factory: "_ServerFactory"
+    connectionId: int
+
+    def connectionMade(self) -> None:
+        self.connectionId = self.factory.server._register(self)
+        super().connectionMade()
+
+    def authenticated(self) -> None:
+        self.factory.server.emit("authenticated", self.connectionId, self.transport.getPeer())  # type: ignore[union-attr]
+
+    def messageReceived(self, message: JSONObject) -> None:
+        self.factory.server.emit("message", self.connectionId, message)
+
+    def sessionRequest(self, requestId: int, request: JSONObject) -> None:
+        server = self.factory.server
+        res = Responder(self, requestId,
+                        lambda error: server.emit("error", self.connectionId, error))
+        server.emit("request", self.connectionId, request, res)
+
+    def errorReceived(self, error: TLSJSONError) -> None:
+        self.factory.server.emit("error", self.connectionId, error)
+
+    def keepAliveTimedOut(self) -> None:
+        super().keepAliveTimedOut()
+        self.factory.server.emit("timeout", self.connectionId)
+
+    def connectionLost(self, reason: Failure = ConnectionDone()) -> None:  # type: ignore[assignment]
+        server = self.factory.server
+        super().connectionLost(reason)
+        error = unexpectedEnd(reason, self.closeReason)
+        if error is not None:
+            server.emit("error", self.connectionId, error)
+        server._unregister(self)
+        server.emit("close", self.connectionId)
+
+
+class _ServerFactory(TLSJSONServerFactory):
+    protocol = _ServerProtocol
+
+    def __init__(self, server: "Server", password: str, **kwargs: Any) -> None:
+        super().__init__(password, **kwargs)
+        self.server = server
+
+
+class Server(EventEmitter):
+    """
+    A tls-json server.
+
+    Events (register with L{on}):
+      - C{authenticated(id, peer)}: client C{id} sent the right password;
+        C{peer} is its address.
+      - C{message(id, message)}: an application message from client C{id}.
+      - C{request(id, request, res)}: a request; answer with C{res.send(obj)}.
+      - C{close(id)}: the connection C{id} is gone -- exactly once per
+        connection, whatever the cause, authenticated or not.
+      - C{error(id, error)}: a L{TLSJSONError} about connection C{id}.
+      - C{timeout(id)}: client C{id} did not answer a keepalive ping; it is
+        dropped (C{close} follows).
+
+    @ivar factory: the L{TLSJSONServerFactory} underneath.
+    """
+
+    events = frozenset({"authenticated", "message", "request", "close", "error", "timeout"})
+
+    def __init__(
+        self,
+        password: str,
+        *,
+        certificate: Optional[PathLike] = None,
+        privateKey: Optional[PathLike] = None,
+        chain: Sequence[PathLike] = (),
+        clientCA: Optional[Sequence[PathLike]] = None,
+        tlsOptions: Any = None,
+        requestTimeout: float = 10.0,
+        keepAliveInterval: float = 10.0,
+        keepAliveTimeout: float = 5.0,
+        authTimeout: float = 10.0,
+        maxLineLength: int = DEFAULT_MAX_LINE_LENGTH,
+        reactor: Optional[IReactorTime] = None,
+    ) -> None:
+        """
+        @param password: the password clients must send.
+        @param certificate: PEM file of the server certificate (and chain).
+        @param privateKey: PEM file of its unencrypted private key.
+        @param chain: further PEM files of intermediate certificates.
+        @param clientCA: for mutual TLS, PEM files of the CAs that client
+            certificates must chain to.
+        @param tlsOptions: instead of the files, any Twisted server context
+            factory (e.g. L{twisted.internet.ssl.CertificateOptions}).
+        @param requestTimeout: see L{TLSJSONServerFactory}, as the rest.
+        @raise TLSConfigurationError: if a file is missing or invalid.
+        @raise ValueError: for a missing password or certificate, or a
+            negative time.
+        """
+        super().__init__()
+        if tlsOptions is None:
+            if certificate is None or privateKey is None:
+                raise ValueError("give certificate and privateKey (PEM files), or tlsOptions")
+            tlsOptions = serverTLSOptions(certificate, privateKey, chain, clientCA)
+        self._tlsOptions = tlsOptions
+        self.factory = _ServerFactory(
+            self, password, requestTimeout=requestTimeout,
+            keepAliveInterval=keepAliveInterval, keepAliveTimeout=keepAliveTimeout,
+            authTimeout=authTimeout, maxLineLength=maxLineLength, reactor=reactor)
+        self._reactor: Any = self.factory.clock
+        self._connections: Dict[int, _ServerProtocol] = {}
+        self._nextId = 0
+        self._listeningPort: Optional[IListeningPort] = None
+
+    def _register(self, protocol: _ServerProtocol) -> int:
+        connectionId = self._nextId
+        self._nextId += 1
+        self._connections[connectionId] = protocol
+        return connectionId
+
+    def _unregister(self, protocol: _ServerProtocol) -> None:
+        self._connections.pop(protocol.connectionId, None)
+
+    def listen(self, port: int = 0, interface: str = "") -> "Deferred[IListeningPort]":
+        """
+        Start accepting TLS connections.
+
+        @param port: the TCP port; C{0} picks a free one (see L{port}).
+        @param interface: the address to bind; all by default.
+        @return: a Deferred that fires with the listening port, or fails
+            (e.g. C{CannotListenError} for a port in use).
+        """
+        if self._listeningPort is not None:
+            return fail(TLSJSONError("this server is listening already"))
+        try:
+            self._listeningPort = self._reactor.listenSSL(
+                port, self.factory, self._tlsOptions, interface=interface)
+        except Exception:
+            return fail()
+        return succeed(self._listeningPort)
+
+    @property
+    def port(self) -> Optional[int]:
+        """
+        The TCP port listened on, or L{None} when not listening.
+        """
+        if self._listeningPort is None:
+            return None
+        return self._listeningPort.getHost().port  # type: ignore[attr-defined,no-any-return]
+
+    def close(self) -> "Deferred[None]":
+        """
+        Stop listening and close every connection; their pending requests
+        errback with C{ConnectionLost}.
+
+        @return: a Deferred that fires when the port and all connections are
+            closed.
+        """
+        waiting: List[Deferred[Any]] = []
+        if self._listeningPort is not None:
+            port, self._listeningPort = self._listeningPort, None
+            stopped = port.stopListening()
+            if isinstance(stopped, Deferred):
+                waiting.append(stopped)
+        waiting.append(self.factory.closeConnections())
+        return gatherResults(waiting).addCallback(lambda _: None)
+
+    @property
+    def clients(self) -> List[int]:
+        """
+        The ids of the authenticated connections.
+        """
+        return [i for i, p in self._connections.items() if p.isAuthenticated]
+
+    def peer(self, connectionId: int) -> Optional[IAddress]:
+        """
+        The address of connection C{connectionId}, or L{None} if unknown.
+        """
+        protocol = self._connections.get(connectionId)
+        return protocol.transport.getPeer() if protocol is not None else None  # type: ignore[union-attr]
+
+    def _authenticated(self, connectionId: int) -> Optional[_ServerProtocol]:
+        protocol = self._connections.get(connectionId)
+        if protocol is None or not protocol.isAuthenticated:
+            return None
+        return protocol
+
+    def send(self, connectionId: int, message: JSONObject) -> None:
+        """
+        Send a message to client C{connectionId}.  If it is not connected
+        and authenticated, an C{error} event reports L{NotConnected}.
+
+        @raise InvalidOutgoingMessage: if the message cannot be sent as it
+            is; nothing was sent.
+        """
+        protocol = self._authenticated(connectionId)
+        if protocol is None:
+            self.emit("error", connectionId, NotConnected())
+            return
+        protocol.send(message)
+
+    def request(self, connectionId: int, request: JSONObject) -> "Deferred[JSONObject]":
+        """
+        Send a request to client C{connectionId}.
+
+        @return: a Deferred that fires with the response, or fails with
+            L{NotConnected}, L{InvalidOutgoingMessage}, L{RequestTimeout} or
+            L{ConnectionLost}.
+        """
+        protocol = self._authenticated(connectionId)
+        if protocol is None:
+            return fail(NotConnected())
+        return protocol.request(request)

@@ -1,0 +1,499 @@
+"""
+The session rules of one tls-json connection, free of I/O.
+
+A session takes received lines and application calls in, and hands encoded
+lines, a request to drop the connection, and application callbacks out:
+
+  - the password step (L{ServerSession} checks it, L{ClientSession} sends it);
+  - dispatch of authenticated lines, in the Node peer's order: a truthy
+    C{requestId} is a request; else a truthy C{responseId} a response; else
+    C{__ping} (client) / C{__pong} (server) is keepalive; else a message;
+  - request ids and pending requests (L{PendingRequests});
+  - the timers: authentication timeout and keepalive pings (server), and
+    dead-server detection (client).
+
+Sessions talk to the connection through L{ISessionTransport} and to the
+application through L{ISessionObserver}; the Twisted protocols in
+L{txtlsjson.protocol} provide both.
+"""
+
+from __future__ import annotations
+
+import hmac
+from enum import Enum
+from typing import Callable, List, Optional, Protocol
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from txtlsjson.codec import (
+    PING,
+    PONG,
+    REQUEST_ID,
+    RESPONSE_ID,
+    JSONObject,
+    decodeLine,
+    encodeMessage,
+    encodeObject,
+    encodeWithId,
+    isTruthy,
+    isValidId,
+)
+from txtlsjson.errors import (
+    AuthenticationFailed,
+    AuthenticationTimeout,
+    ConnectionLost,
+    IdleTimeout,
+    InvalidMessage,
+    InvalidOutgoingMessage,
+    KeepAliveTimeout,
+    NotConnected,
+    TLSJSONError,
+    UnknownResponse,
+)
+from txtlsjson.requests import PendingRequests
+
+
+class SessionState(Enum):
+    """
+    The states of a connection: the password step, then authenticated; closing
+    once this side has decided to drop the connection (nothing more is read or
+    sent), closed once it is gone.  There is no way back.
+    """
+
+    AWAITING_AUTHENTICATION = "awaiting authentication"
+    AUTHENTICATED = "authenticated"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class ISessionTransport(Protocol):
+    """
+    What a session needs from its connection.
+    """
+
+    def writeLine(self, data: bytes) -> None:
+        """
+        Send one encoded message; the delimiter is added by the transport.
+        """
+
+    def dropConnection(self, reason: TLSJSONError, flush: bool) -> None:
+        """
+        Close the connection because of C{reason}.  With C{flush}, what was
+        written is sent first; without, the connection is aborted at once (for
+        a peer that may be dead or hostile).  The session learns of the close
+        through L{Session.connectionLost}.
+        """
+
+
+class ISessionObserver(Protocol):
+    """
+    What a session reports to the application.
+    """
+
+    def sessionAuthenticated(self) -> None:
+        """
+        The password step succeeded.
+        """
+
+    def messageReceived(self, message: JSONObject) -> None:
+        """
+        An application message arrived.
+        """
+
+    def sessionRequest(self, requestId: int, request: JSONObject) -> None:
+        """
+        Request C{requestId} arrived; answer it with L{Session.respond}.
+        """
+
+    def errorReceived(self, error: TLSJSONError) -> None:
+        """
+        Something went wrong that the application should know of: bad input
+        from the peer, a failed password, a timeout.
+        """
+
+
+def _cancel(call: Optional[IDelayedCall]) -> None:
+    if call is not None and call.active():
+        call.cancel()
+
+
+class Session:
+    """
+    The role-independent part of a connection's rules.
+
+    @ivar state: the L{SessionState}.
+    @ivar requests: this side's outstanding requests.
+    @ivar maxLineLength: the longest line this side sends or accepts, in
+        bytes; sending a longer message fails locally.
+    """
+
+    log = Logger()
+
+    #: The keepalive key this side answers or checks, set by the subclasses.
+    _keepAliveKey: str
+
+    def __init__(
+        self,
+        transport: ISessionTransport,
+        observer: ISessionObserver,
+        clock: IReactorTime,
+        requestTimeout: float,
+        maxLineLength: int,
+    ) -> None:
+        self.state = SessionState.AWAITING_AUTHENTICATION
+        self.requests = PendingRequests(clock, requestTimeout)
+        self.maxLineLength = maxLineLength
+        self._transport = transport
+        self._observer = observer
+        self._clock = clock
+
+    # -- outgoing ---------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if len(data) > self.maxLineLength:
+            raise InvalidOutgoingMessage(
+                f"message of {len(data)} bytes exceeds maxLineLength ({self.maxLineLength})"
+            )
+        self._transport.writeLine(data)
+
+    def send(self, message: JSONObject) -> None:
+        """
+        Send an application message.
+
+        @raise NotConnected: if the session is not authenticated.
+        @raise InvalidOutgoingMessage: if the message cannot be sent as it is
+            (L{ReservedKeyError} for a reserved key); nothing was sent.
+        """
+        if self.state is not SessionState.AUTHENTICATED:
+            raise NotConnected()
+        self._write(encodeMessage(message))
+
+    def request(self, request: JSONObject) -> "Deferred[JSONObject]":
+        """
+        Send a request and return a Deferred for its response.
+
+        Never raises: every failure (not authenticated, an invalid object,
+        timeout, connection lost) arrives through the Deferred.
+        """
+        if self.state is not SessionState.AUTHENTICATED:
+            return fail(NotConnected())
+        try:
+            self._write(encodeWithId(request, REQUEST_ID, self.requests.nextId))
+        except InvalidOutgoingMessage:
+            return fail()
+        return self.requests.issue()
+
+    # -- incoming ---------------------------------------------------------
+
+    def linesReceived(self, lines: List[bytes]) -> None:
+        """
+        Process received lines in order.  Lines that are blank (or only a
+        C{\\r}) are skipped, as the Node peer's line splitter does.
+        """
+        for line in lines:
+            if self.state is SessionState.CLOSING or self.state is SessionState.CLOSED:
+                return
+            try:
+                message = decodeLine(line)
+            except InvalidMessage as e:
+                if not line.strip():
+                    continue
+                self._badLine(e)
+                continue
+            if self.state is SessionState.AUTHENTICATED:
+                self._dispatch(message)
+            else:
+                self._authenticate(message)
+
+    def _badLine(self, error: InvalidMessage) -> None:
+        """
+        Report an undecodable line.  Authenticated peers keep their
+        connection; the subclasses decide for the password step.
+        """
+        self._observer.errorReceived(error)
+
+    def _dispatch(self, message: JSONObject) -> None:
+        requestId = message.get(REQUEST_ID)
+        if requestId is not None and isTruthy(requestId):
+            if not isValidId(requestId):
+                self._invalidId(REQUEST_ID, requestId)
+                return
+            del message[REQUEST_ID]
+            self._observer.sessionRequest(requestId, message)
+            return
+        responseId = message.get(RESPONSE_ID)
+        if responseId is not None and isTruthy(responseId):
+            del message[RESPONSE_ID]
+            if not self.requests.resolve(responseId, message):
+                self._observer.errorReceived(
+                    UnknownResponse(f"response to unknown request id {responseId!r}")
+                )
+            return
+        key = self._keepAliveKey
+        if key in message:
+            self._keepAlive(message[key])
+            return
+        if REQUEST_ID in message or RESPONSE_ID in message:
+            # A falsy id: the Node peer never sends one, and no reading of it
+            # is safe, so it is neither delivered nor answered.
+            found = REQUEST_ID if REQUEST_ID in message else RESPONSE_ID
+            self._invalidId(found, message[found])
+            return
+        self._observer.messageReceived(message)
+
+    def _invalidId(self, key: str, value: object) -> None:
+        self._observer.errorReceived(
+            InvalidMessage(
+                f"{key} must be an integer from 1 to 2**53-1, not {value!r}; line dropped"
+            )
+        )
+
+    def heard(self) -> None:
+        """
+        Bytes arrived from the peer, whether or not they complete a line.
+        """
+
+    def _keepAlive(self, value: object) -> None:
+        raise NotImplementedError()
+
+    def _authenticate(self, message: JSONObject) -> None:
+        raise NotImplementedError()
+
+    def respond(self, requestId: int, response: JSONObject) -> None:
+        """
+        Send the response to the peer's request C{requestId}.
+
+        @raise NotConnected: if the connection is no longer authenticated
+            (the requester's side fails the request with "connection lost").
+        @raise InvalidOutgoingMessage: if the response cannot be sent as it
+            is; nothing was sent.
+        """
+        if self.state is not SessionState.AUTHENTICATED:
+            raise NotConnected()
+        self._write(encodeWithId(response, RESPONSE_ID, requestId))
+
+    def _becomeAuthenticated(self) -> None:
+        self.state = SessionState.AUTHENTICATED
+        self._observer.sessionAuthenticated()
+
+    def _drop(self, reason: TLSJSONError, flush: bool = False) -> None:
+        """
+        Report C{reason} and close the connection.
+        """
+        if self.state is SessionState.CLOSING or self.state is SessionState.CLOSED:
+            return
+        self._observer.errorReceived(reason)
+        self._close(reason, flush)
+
+    def _close(self, reason: TLSJSONError, flush: bool = False) -> None:
+        """
+        Close the connection because of C{reason}, without reporting it.
+        """
+        if self.state is SessionState.CLOSING or self.state is SessionState.CLOSED:
+            return
+        self.state = SessionState.CLOSING
+        self._stopTimers()
+        self._transport.dropConnection(reason, flush)
+
+    def lineTooLong(self, error: TLSJSONError) -> None:
+        """
+        The framing found a line over the limit: report it and close.
+        """
+        self._drop(error)
+
+    def connectionMade(self) -> None:
+        """
+        The connection is up (TLS may still be negotiating); start the
+        password step.
+        """
+
+    def connectionLost(self) -> None:
+        """
+        The connection is gone: stop every timer and errback every pending
+        request with L{ConnectionLost}.
+        """
+        self.state = SessionState.CLOSED
+        self._stopTimers()
+        self.requests.failAll(ConnectionLost())
+
+    def _stopTimers(self) -> None:
+        pass
+
+
+class ServerSession(Session):
+    """
+    The server side: checks the password, drops clients that do not
+    authenticate in time, and pings authenticated clients.
+    """
+
+    _keepAliveKey = PONG
+
+    def __init__(
+        self,
+        transport: ISessionTransport,
+        observer: ISessionObserver,
+        clock: IReactorTime,
+        password: bytes,
+        requestTimeout: float,
+        maxLineLength: int,
+        authTimeout: float,
+        keepAliveInterval: float,
+        keepAliveTimeout: float,
+        onKeepAliveTimeout: Callable[[], None],
+    ) -> None:
+        """
+        @param password: the password, UTF-8 encoded.
+        @param authTimeout: seconds a client has to send the right password;
+            C{0} for no limit.
+        @param keepAliveInterval: seconds between pings; C{0} disables them.
+        @param keepAliveTimeout: seconds a pong may take.
+        @param onKeepAliveTimeout: called when a pong did not come in time,
+            before the connection is dropped.
+        """
+        super().__init__(transport, observer, clock, requestTimeout, maxLineLength)
+        self._password = password
+        self._authTimeout = authTimeout
+        self._keepAliveInterval = keepAliveInterval
+        self._keepAliveTimeout = keepAliveTimeout
+        self._onKeepAliveTimeout = onKeepAliveTimeout
+        self._authTimer: Optional[IDelayedCall] = None
+        self._pingTimer: Optional[IDelayedCall] = None
+        self._pongTimer: Optional[IDelayedCall] = None
+        self._lastPing = 0
+
+    def connectionMade(self) -> None:
+        if self._authTimeout > 0:
+            self._authTimer = self._clock.callLater(self._authTimeout, self._authTimedOut)
+
+    def _authTimedOut(self) -> None:
+        self._authTimer = None
+        self._drop(AuthenticationTimeout(
+            f"client did not authenticate within {self._authTimeout} seconds"))
+
+    def _badLine(self, error: InvalidMessage) -> None:
+        if self.state is SessionState.AUTHENTICATED:
+            self._observer.errorReceived(error)
+        else:
+            self._drop(error)
+
+    def _authenticate(self, message: JSONObject) -> None:
+        password = message.get("password")
+        if isinstance(password, str):
+            # compare_digest takes time independent of where the bytes
+            # differ; it needs equal types, hence the encoding.
+            matched = hmac.compare_digest(password.encode("utf-8", "surrogatepass"),
+                                          self._password)
+        else:
+            matched = False
+        if not matched:
+            self._transport.writeLine(encodeObject({"error": "incorrect password"}))
+            self._drop(AuthenticationFailed(), flush=True)
+            return
+        _cancel(self._authTimer)
+        self._authTimer = None
+        self._transport.writeLine(b'{"authenticated":true}')
+        if self._keepAliveInterval > 0:
+            self._pingTimer = self._clock.callLater(self._keepAliveInterval, self._ping)
+        self._becomeAuthenticated()
+
+    def _ping(self) -> None:
+        # Never 0: the Node client answers only a truthy __ping.
+        self._lastPing += 1
+        self._pingTimer = None
+        self._transport.writeLine(b'{"__ping":%d}' % (self._lastPing,))
+        self._pongTimer = self._clock.callLater(self._keepAliveTimeout, self._pongTimedOut)
+
+    def _keepAlive(self, value: object) -> None:
+        if type(value) is not int or value != self._lastPing or self._pongTimer is None:
+            # A stale or unsolicited pong proves nothing; it is ignored.
+            return
+        _cancel(self._pongTimer)
+        self._pongTimer = None
+        self._pingTimer = self._clock.callLater(self._keepAliveInterval, self._ping)
+
+    def _pongTimedOut(self) -> None:
+        self._pongTimer = None
+        self._onKeepAliveTimeout()
+        self._close(KeepAliveTimeout(f"no pong within {self._keepAliveTimeout} seconds"))
+
+    def _stopTimers(self) -> None:
+        for timer in (self._authTimer, self._pingTimer, self._pongTimer):
+            _cancel(timer)
+        self._authTimer = self._pingTimer = self._pongTimer = None
+
+
+class ClientSession(Session):
+    """
+    The client side: sends the password, answers pings, and drops a server
+    that has been silent for too long.
+    """
+
+    _keepAliveKey = PING
+
+    def __init__(
+        self,
+        transport: ISessionTransport,
+        observer: ISessionObserver,
+        clock: IReactorTime,
+        password: str,
+        requestTimeout: float,
+        maxLineLength: int,
+        idleTimeout: float,
+    ) -> None:
+        """
+        @param password: the password to send.
+        @param idleTimeout: seconds of total silence from the server after
+            which it is taken for dead; C{0} disables the check.
+        """
+        super().__init__(transport, observer, clock, requestTimeout, maxLineLength)
+        self._password = password
+        self._idleTimeout = idleTimeout
+        self._idleTimer: Optional[IDelayedCall] = None
+        self._lastHeard = 0.0
+
+    def connectionMade(self) -> None:
+        self._transport.writeLine(encodeObject({"password": self._password}))
+        if self._idleTimeout > 0:
+            self._lastHeard = self._clock.seconds()
+            self._idleTimer = self._clock.callLater(self._idleTimeout, self._checkIdle)
+
+    def heard(self) -> None:
+        if self._idleTimer is not None:
+            # One clock read per chunk; the timer itself is only moved when
+            # it fires, so a busy connection costs no timer churn.
+            self._lastHeard = self._clock.seconds()
+
+    def _checkIdle(self) -> None:
+        silent = self._clock.seconds() - self._lastHeard
+        if silent >= self._idleTimeout:
+            self._idleTimer = None
+            self._drop(IdleTimeout(
+                f"nothing heard from the server for {self._idleTimeout} seconds"))
+        else:
+            self._idleTimer = self._clock.callLater(self._idleTimeout - silent, self._checkIdle)
+
+    def _badLine(self, error: InvalidMessage) -> None:
+        self._observer.errorReceived(error)
+
+    def _authenticate(self, message: JSONObject) -> None:
+        if message.get("authenticated") is True:
+            self._becomeAuthenticated()
+        elif "error" in message:
+            error = message["error"]
+            self._drop(AuthenticationFailed(error if isinstance(error, str) else repr(error)))
+        else:
+            self._observer.errorReceived(InvalidMessage(
+                "expected the server's answer to the password; line dropped"))
+
+    def _keepAlive(self, value: object) -> None:
+        if type(value) is int:
+            self._transport.writeLine(b'{"__pong":%d}' % (value,))
+        else:
+            self._observer.errorReceived(InvalidMessage(
+                f"__ping must be an integer, not {value!r}; line dropped"))
+
+    def _stopTimers(self) -> None:
+        _cancel(self._idleTimer)
+        self._idleTimer = None
