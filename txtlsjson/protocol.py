@@ -294,9 +294,11 @@ class TLSJSONProtocol(LineReceiver):
         closed = self.whenClosed()
         if not self._closed and self._abortTimer is None:
             transport: Any = self.transport
-            transport.loseConnection()
+            # Scheduled first: loseConnection may call connectionLost at once,
+            # which must find the timer to cancel it.
             self._abortTimer = self.factory.clock.callLater(  # type: ignore[attr-defined]
                 FLUSH_TIMEOUT, transport.abortConnection)
+            transport.loseConnection()
         return closed
 
     def whenClosed(self) -> "Deferred[None]":

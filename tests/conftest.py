@@ -1,0 +1,63 @@
+"""
+Shared fixtures: a small PKI generated for the test run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from txtlsjson.certs import certificatePEM, makeCertificate, writeKeyPair
+
+
+@dataclass
+class PKI:
+    """
+    Files of a throw-away CA and certificates signed by it.
+    """
+
+    caCert: Path
+    serverKey: Path
+    serverCert: Path
+    wrongNameKey: Path
+    wrongNameCert: Path
+    noSANKey: Path
+    noSANCert: Path
+    clientKey: Path
+    clientCert: Path
+    otherCACert: Path
+    strangerKey: Path
+    strangerCert: Path
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    d = tmp_path_factory.mktemp("pki")
+    caKey, ca = makeCertificate("txtlsjson test CA", [], isCA=True, keyType="ecdsa")
+    (d / "ca.crt").write_bytes(certificatePEM(ca))
+    issued = {}
+    for name, cn, sans in [
+        ("server", "localhost", ["localhost", "127.0.0.1"]),
+        ("wrongname", "other.example", ["other.example"]),
+        ("nosan", "localhost", []),
+        ("client", "worker-1", ["worker-1"]),
+    ]:
+        key, cert = makeCertificate(cn, sans, issuer=(ca, caKey), keyType="ecdsa",
+                                    clientAuth=name == "client")
+        issued[name] = writeKeyPair(d, name, key, cert)
+    otherKey, otherCA = makeCertificate("another CA", [], isCA=True, keyType="ecdsa")
+    (d / "otherca.crt").write_bytes(certificatePEM(otherCA))
+    strangerKey, stranger = makeCertificate("worker-2", ["worker-2"], issuer=(otherCA, otherKey),
+                                            keyType="ecdsa", clientAuth=True)
+    issued["stranger"] = writeKeyPair(d, "stranger", strangerKey, stranger)
+    return PKI(
+        caCert=d / "ca.crt",
+        serverKey=issued["server"][0], serverCert=issued["server"][1],
+        wrongNameKey=issued["wrongname"][0], wrongNameCert=issued["wrongname"][1],
+        noSANKey=issued["nosan"][0], noSANCert=issued["nosan"][1],
+        clientKey=issued["client"][0], clientCert=issued["client"][1],
+        otherCACert=d / "otherca.crt",
+        strangerKey=issued["stranger"][0], strangerCert=issued["stranger"][1],
+    )

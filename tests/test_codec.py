@@ -1,0 +1,157 @@
+"""
+Tests for L{txtlsjson.codec}: the exact bytes the Node peer sends and
+expects, and every refusal.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from txtlsjson.codec import (
+    MAX_SAFE_INTEGER,
+    decodeLine,
+    encodeMessage,
+    encodeObject,
+    encodeWithId,
+    isTruthy,
+    isValidId,
+)
+from txtlsjson.errors import InvalidMessage, InvalidOutgoingMessage, ReservedKeyError
+
+
+def test_encodeAsJSONStringify() -> None:
+    """
+    Encoding is compact, keeps insertion order, and leaves non-ASCII
+    characters as UTF-8, as C{JSON.stringify} does.
+    """
+    assert encodeObject({"foo": "bar", "n": [1, 2.5, None, True]}) == (
+        b'{"foo":"bar","n":[1,2.5,null,true]}')
+    assert encodeObject({"t": "h\u00e9 \u4e16 \U0001f600"}) == (
+        '{"t":"h\u00e9 \u4e16 \U0001f600"}'.encode("utf-8"))
+
+
+def test_newlineInStringEscaped() -> None:
+    """
+    A newline inside a string is escaped, so an encoded message never holds
+    the delimiter.
+    """
+    assert encodeObject({"t": "a\nb\r"}) == b'{"t":"a\\nb\\r"}'
+
+
+def test_requestIdAppendedLast() -> None:
+    """
+    The id goes last, as the Node peer's C{obj.requestId = id} puts it.
+    """
+    assert encodeWithId({"foo": "bar"}, "requestId", 1) == b'{"foo":"bar","requestId":1}'
+    assert encodeWithId({}, "responseId", 7) == b'{"responseId":7}'
+
+
+def test_callerObjectUntouched() -> None:
+    """
+    Adding the id does not modify the caller's dict.
+    """
+    message = {"foo": "bar"}
+    encodeWithId(message, "requestId", 3)
+    assert message == {"foo": "bar"}
+
+
+@pytest.mark.parametrize("key", ["requestId", "responseId", "__ping", "__pong"])
+def test_reservedKeysRefused(key: str) -> None:
+    """
+    An application object holding a reserved key is refused, naming the key.
+    """
+    with pytest.raises(ReservedKeyError, match=key):
+        encodeMessage({"a": 1, key: 5})
+    with pytest.raises(ReservedKeyError, match=key):
+        encodeWithId({key: 5}, "requestId", 1)
+
+
+@pytest.mark.parametrize("value, fragment", [
+    (float("nan"), "JSON"),
+    (float("inf"), "JSON"),
+    ({1, 2}, "JSON"),
+    (object(), "JSON"),
+    ("\ud800", "surrogate"),
+])
+def test_unencodableRefused(value: object, fragment: str) -> None:
+    """
+    What C{JSON.parse} could not read back is refused with a clear error.
+    """
+    with pytest.raises(InvalidOutgoingMessage, match=fragment):
+        encodeObject({"v": value})
+
+
+@pytest.mark.parametrize("value", [[1], "x", 3, None])
+def test_nonObjectRefused(value: object) -> None:
+    """
+    Only dicts are messages.
+    """
+    with pytest.raises(InvalidOutgoingMessage, match="must be a dict"):
+        encodeMessage(value)  # type: ignore[arg-type]
+
+
+def test_circularRefused() -> None:
+    """
+    A circular structure is refused, not a crash.
+    """
+    message: dict = {}
+    message["self"] = message
+    with pytest.raises(InvalidOutgoingMessage):
+        encodeObject(message)
+
+
+def test_decode() -> None:
+    """
+    A line decodes to its object; a trailing C{\\r} and whitespace are fine.
+    """
+    assert decodeLine(b'{"a":1}') == {"a": 1}
+    assert decodeLine(b' {"a": [1, {"b": null}]} \r') == {"a": [1, {"b": None}]}
+    assert decodeLine('{"t":"\u4e16"}'.encode("utf-8")) == {"t": "\u4e16"}
+
+
+@pytest.mark.parametrize("line, fragment", [
+    (b'{"a":"\xff"}', "not valid UTF-8"),
+    (b'{"a":"\xe4\xb8"}', "not valid UTF-8"),
+    (b"{nope}", "not valid JSON"),
+    (b'{"a":1}{"b":2}', "not valid JSON"),
+    (b'{"a":NaN}', "not valid JSON"),
+    (b'{"a":Infinity}', "not valid JSON"),
+    (b'{"a":-Infinity}', "not valid JSON"),
+    (b"[1,2]", "an array, not a JSON object"),
+    (b"42", "a number, not a JSON object"),
+    (b"null", "null, not a JSON object"),
+    (b'"s"', "a string, not a JSON object"),
+    (b"true", "a boolean, not a JSON object"),
+    (b"[" * 100000, "nested too deeply"),
+    (b'{"a":' * 100000, "nested too deeply"),
+    (b"", "not valid JSON"),
+])
+def test_decodeRefusals(line: bytes, fragment: str) -> None:
+    """
+    Every kind of bad line raises L{InvalidMessage} saying what is wrong.
+    """
+    with pytest.raises(InvalidMessage, match=fragment):
+        decodeLine(line)
+
+
+@pytest.mark.parametrize("value, truthy", [
+    (0, False), (0.0, False), ("", False), (None, False), (False, False),
+    (1, True), (-1, True), ("x", True), ([], True), ({}, True), (True, True), (0.5, True),
+])
+def test_javascriptTruthiness(value: object, truthy: bool) -> None:
+    """
+    Dispatch follows JavaScript truthiness: empty arrays and objects are
+    truthy, unlike in Python.
+    """
+    assert isTruthy(value) is truthy
+
+
+@pytest.mark.parametrize("value, valid", [
+    (1, True), (MAX_SAFE_INTEGER, True), (MAX_SAFE_INTEGER + 1, False), (0, False),
+    (-3, False), (True, False), (1.0, False), ("1", False), ([], False),
+])
+def test_validIds(value: object, valid: bool) -> None:
+    """
+    Ids are integers a JavaScript peer can hold exactly.
+    """
+    assert isValidId(value) is valid
