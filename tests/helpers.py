@@ -103,8 +103,10 @@ def connectInMemory(serverFactory: Any, clientFactory: Any, clock: Optional[Cloc
         TLS is used) and the pump.
     """
     if serverTLS is not None:
-        serverFactory = TLSMemoryBIOFactory(serverTLS, False, serverFactory)
-        clientFactory = TLSMemoryBIOFactory(clientTLS, True, clientFactory)
+        # The clock matters: TLS aggregates small writes until the next
+        # reactor turn, which must be this clock's, not the global reactor's.
+        serverFactory = TLSMemoryBIOFactory(serverTLS, False, serverFactory, clock=clock)
+        clientFactory = TLSMemoryBIOFactory(clientTLS, True, clientFactory, clock=clock)
     return iosim.connectedServerAndClient(
         lambda: serverFactory.buildProtocol(CLIENT_ADDRESS),
         lambda: clientFactory.buildProtocol(SERVER_ADDRESS),

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Union
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from OpenSSL import SSL
-from OpenSSL.crypto import X509, PKey
+from OpenSSL.crypto import X509
 from service_identity import CertificateError as NoSubjectAltName
 from service_identity import VerificationError
 from service_identity.hazmat import DNS_ID, IPAddress_ID, ServiceID, verify_service_identity
@@ -51,7 +53,7 @@ def _read(path: PathLike, what: str) -> bytes:
         raise TLSConfigurationError(f"cannot read {what} {str(path)!r}: {e.strerror}") from None
 
 
-def loadCertificates(path: PathLike) -> List[X509]:
+def loadCertificates(path: PathLike) -> List[x509.Certificate]:
     """
     Load every certificate in a PEM file.
 
@@ -63,29 +65,28 @@ def loadCertificates(path: PathLike) -> List[X509]:
         certificates = x509.load_pem_x509_certificates(data)
     except ValueError:
         raise TLSConfigurationError(f"{str(path)!r} holds no valid PEM certificate") from None
-    return [X509.from_cryptography(c) for c in certificates]
+    return certificates
 
 
-def loadPrivateKey(path: PathLike) -> PKey:
+def loadPrivateKey(path: PathLike) -> PrivateKeyTypes:
     """
     Load an unencrypted PEM private key.
 
     @raise TLSConfigurationError: if the file cannot be read or is not an
         unencrypted PEM private key.
     """
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
     data = _read(path, "private key file")
     try:
         key = load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as e:
         raise TLSConfigurationError(
             f"{str(path)!r} is not an unencrypted PEM private key ({e})") from None
-    return PKey.from_cryptography_key(key)  # type: ignore[arg-type]
+    return key
 
 
 def _trustRoot(caFiles: Iterable[PathLike]):  # type: ignore[no-untyped-def]
-    certificates = [TwistedCertificate(c) for path in caFiles for c in loadCertificates(path)]
+    certificates = [TwistedCertificate(X509.from_cryptography(c))
+                    for path in caFiles for c in loadCertificates(path)]
     return trustRootFromCertificates(certificates)
 
 
@@ -116,7 +117,7 @@ def serverTLSOptions(
         options = dict(
             verify=True,
             requireCertificate=True,
-            caCerts=[c for path in clientCA for c in loadCertificates(path)],
+            caCerts=[X509.from_cryptography(c) for path in clientCA for c in loadCertificates(path)],
         )
     try:
         result = CertificateOptions(
