@@ -141,8 +141,8 @@ class ScriptedConnector:
     def getDestination(self) -> IPv4Address:
         return SERVER_ADDRESS
 
-    def fail(self, error: Exception = ConnectionRefusedError()) -> None:
-        self.factory.clientConnectionFailed(self, Failure(error))
+    def fail(self, error: Optional[Exception] = None) -> None:
+        self.factory.clientConnectionFailed(self, Failure(error or ConnectionRefusedError()))
 
     def succeed(self, authenticate: bool = True) -> Any:
         protocol = self.factory.buildProtocol(SERVER_ADDRESS)

@@ -18,10 +18,9 @@ from txtlsjson.errors import (
     NotConnected,
     RequestTimeout,
     ReservedKeyError,
-    TLSJSONError,
     UnknownResponse,
 )
-from txtlsjson.protocol import TLSJSONClientFactory, TLSJSONServerFactory
+from txtlsjson.protocol import TLSJSONServerFactory
 
 from .helpers import RecordingTransport, authenticatedClient, authenticatedServer
 

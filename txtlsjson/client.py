@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.error import ConnectionDone, ConnectionRefusedError
+from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IConnector, IReactorTime
 from twisted.python.failure import Failure
 
@@ -42,8 +42,7 @@ class _ClientProtocol(TLSJSONClientProtocol):
     def errorReceived(self, error: TLSJSONError) -> None:
         self.factory.owner._error(error)
 
-    def connectionLost(self, reason: Failure = ConnectionDone()) -> None:  # type: ignore[assignment]
-        super().connectionLost(reason)
+    def connectionClosed(self, reason: Failure) -> None:
         self.factory.owner._connectionLost(self, reason)
 
 

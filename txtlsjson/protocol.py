@@ -16,12 +16,12 @@ L{txtlsjson.tls}.
 from __future__ import annotations
 
 from inspect import isawaitable
-from typing import TYPE_CHECKING, Any, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Coroutine, List, Optional, Set, cast
 
 from twisted.internet.defer import Deferred, ensureDeferred, fail, gatherResults, succeed
-from twisted.internet.error import ConnectionDone, NotConnectingError
+from twisted.internet.error import NotConnectingError
 from twisted.internet.interfaces import IConnector, IDelayedCall, IReactorTime
-from twisted.internet.protocol import ReconnectingClientFactory, ServerFactory
+from twisted.internet.protocol import ReconnectingClientFactory, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
@@ -155,11 +155,12 @@ class TLSJSONProtocol(LineReceiver):
         """
         self.session.linesReceived([line])
 
-    def connectionLost(self, reason: Failure = ConnectionDone()) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         """
         Stop the session's timers, errback its pending requests with
-        L{ConnectionLost<txtlsjson.errors.ConnectionLost>}, and fire the
-        L{whenClosed} observers.  Overrides must call this.
+        L{ConnectionLost<txtlsjson.errors.ConnectionLost>}, call
+        L{connectionClosed}, and then fire the L{whenClosed} observers.
+        Overrides must call this; L{connectionClosed} is the simpler hook.
         """
         if self._closed:
             return
@@ -173,6 +174,7 @@ class TLSJSONProtocol(LineReceiver):
         authenticated, self._authenticatedObservers = self._authenticatedObservers, []
         for d in authenticated:
             d.errback(NotConnected("connection closed before authentication"))
+        self.connectionClosed(reason)
         closed, self._closedObservers = self._closedObservers, []
         for d in closed:
             d.callback(None)
@@ -207,7 +209,7 @@ class TLSJSONProtocol(LineReceiver):
         if result is None:
             return
         if isawaitable(result) and not isinstance(result, Deferred):
-            result = ensureDeferred(result)
+            result = ensureDeferred(cast("Coroutine[Any, Any, Any]", result))
         if isinstance(result, Deferred):
             result.addCallbacks(self._respond, self._handlerFailed,
                                 callbackArgs=(requestId,), errbackArgs=(requestId,))
@@ -334,6 +336,15 @@ class TLSJSONProtocol(LineReceiver):
         """
         return None
 
+    def connectionClosed(self, reason: Failure) -> None:
+        """
+        Hook: the connection is gone (called once); pending requests have
+        been failed already, L{whenClosed} observers fire after this.
+
+        @param reason: why, as Twisted reports it; L{closeReason} says if
+            this side dropped the connection, and why.
+        """
+
     def errorReceived(self, error: TLSJSONError) -> None:
         """
         Hook: something went wrong on this connection -- bad input from the
@@ -379,7 +390,7 @@ class TLSJSONServerProtocol(TLSJSONProtocol):
         self.factory.connections.add(self)
         super().connectionMade()
 
-    def connectionLost(self, reason: Failure = ConnectionDone()) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.factory.connections.discard(self)
         super().connectionLost(reason)
 
@@ -405,7 +416,7 @@ class TLSJSONClientProtocol(TLSJSONProtocol):
         return ClientSession(
             self,
             self,
-            factory.clock,
+            cast(IReactorTime, factory.clock),
             password=factory._password,
             requestTimeout=factory.requestTimeout,
             maxLineLength=factory.maxLineLength,
@@ -427,9 +438,9 @@ class TLSJSONClientProtocol(TLSJSONProtocol):
             self.factory.stopTrying()
         super().dropConnection(reason, flush)
 
-    def connectionLost(self, reason: Failure = ConnectionDone()) -> None:  # type: ignore[assignment]
-        super().connectionLost(reason)
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.factory.protocolClosed(self)
+        super().connectionLost(reason)
 
 
 class TLSJSONServerFactory(ServerFactory):
@@ -441,7 +452,7 @@ class TLSJSONServerFactory(ServerFactory):
     @ivar clock: the reactor used for every timer.
     """
 
-    protocol = TLSJSONServerProtocol
+    protocol = TLSJSONServerProtocol  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -511,7 +522,7 @@ class TLSJSONClientFactory(ReconnectingClientFactory):
     @ivar client: the current connection's protocol, if any.
     """
 
-    protocol = TLSJSONClientProtocol
+    protocol = TLSJSONClientProtocol  # type: ignore[assignment]
     factor = 1.0
     jitter = 0.0
     noisy = False
@@ -546,7 +557,7 @@ class TLSJSONClientFactory(ReconnectingClientFactory):
             raise ValueError(f"maxLineLength must be a positive number of bytes, not {maxLineLength!r}")
         self._password = password
         self.reconnectInterval = reconnectInterval
-        self.initialDelay = self.delay = self.maxDelay = reconnectInterval
+        self.initialDelay = self.delay = self.maxDelay = reconnectInterval  # type: ignore[assignment]
         self.continueTrying = reconnectInterval > 0
         self.requestTimeout = requestTimeout
         self.idleTimeout = idleTimeout

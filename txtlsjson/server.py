@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
-from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress, IListeningPort, IReactorTime
 from twisted.python.failure import Failure
 
@@ -52,9 +51,8 @@ class _ServerProtocol(TLSJSONServerProtocol):
         super().keepAliveTimedOut()
         self.factory.server.emit("timeout", self.connectionId)
 
-    def connectionLost(self, reason: Failure = ConnectionDone()) -> None:  # type: ignore[assignment]
+    def connectionClosed(self, reason: Failure) -> None:
         server = self.factory.server
-        super().connectionLost(reason)
         error = unexpectedEnd(reason, self.closeReason)
         if error is not None:
             server.emit("error", self.connectionId, error)

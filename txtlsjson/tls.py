@@ -120,10 +120,12 @@ def serverTLSOptions(
             caCerts=[X509.from_cryptography(c) for path in clientCA for c in loadCertificates(path)],
         )
     try:
+        # Twisted's hints still name pyOpenSSL's X509/PKey, which pyOpenSSL
+        # (since 24.3) deprecates in favour of these cryptography objects.
         result = CertificateOptions(
-            privateKey=key,
-            certificate=leaf,
-            extraCertChain=extra,
+            privateKey=key,  # type: ignore[arg-type]
+            certificate=leaf,  # type: ignore[arg-type]
+            extraCertChain=extra,  # type: ignore[arg-type]
             raiseMinimumTo=MINIMUM_TLS_VERSION,
             **options,  # type: ignore[arg-type]
         )

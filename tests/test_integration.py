@@ -1,0 +1,305 @@
+"""
+Integration tests: real TLS on 127.0.0.1 (port 0), certificates generated
+for the run, both API layers.
+"""
+
+from __future__ import annotations
+
+from socket import IPPROTO_TCP, TCP_NODELAY
+from typing import Any, List
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+
+from txtlsjson import (
+    AuthenticationFailed,
+    CertificateNameError,
+    Client,
+    ConnectionFailed,
+    ConnectionLost,
+    NotConnected,
+    Server,
+    TLSJSONClientFactory,
+    TLSJSONServerFactory,
+    TLSJSONServerProtocol,
+    clientTLSOptions,
+    serverTLSOptions,
+)
+
+from .conftest import PKI
+
+#: Upper bound on any single wait; each test's work takes milliseconds.
+WAIT = 10.0
+
+
+def nextEvent(emitter: Any, name: str) -> "Deferred[Any]":
+    """
+    @return: a Deferred that fires with the arguments of the next C{name}
+        event, failing if it does not come within L{WAIT} seconds.
+    """
+    d: Deferred[Any] = Deferred()
+
+    def handler(*args: Any) -> None:
+        emitter.off(name, handler)
+        if not d.called:
+            d.callback(args)
+
+    emitter.on(name, handler)
+    return d.addTimeout(WAIT, reactor)
+
+
+class Recorder:
+    """
+    Records every event of an emitter.
+    """
+
+    def __init__(self, emitter: Any) -> None:
+        self.events: List[Any] = []
+        for name in sorted(emitter.events):
+            emitter.on(name, self._record(name))
+
+    def _record(self, name: str) -> Any:
+        return lambda *args: self.events.append((name,) + args)
+
+    def names(self) -> List[str]:
+        return [e[0] for e in self.events]
+
+
+@pytest.fixture
+def server(pki: PKI) -> Any:
+    server = Server("s3cret", certificate=pki.serverCert, privateKey=pki.serverKey)
+    yield server
+    pytest_twisted.blockon(server.close())
+
+
+def makeClient(server: Server, pki: PKI, password: str = "s3cret", **kwargs: Any) -> Client:
+    return Client("localhost", server.port, password, ca=[pki.caCert], **kwargs)  # type: ignore[arg-type]
+
+
+@pytest_twisted.ensureDeferred
+async def test_eventsBothWays(server: Server, pki: PKI) -> None:
+    """
+    Every event of both sides, with send and request both directions.
+    """
+    await server.listen(0, "127.0.0.1")
+    serverEvents = Recorder(server)
+    server.on("request", lambda i, req, res: res.send({"doubled": req["n"] * 2}))
+    client = makeClient(server, pki)
+    clientEvents = Recorder(client)
+    client.on("request", lambda req, res: res.send({"tripled": req["n"] * 3}))
+    authenticated = nextEvent(server, "authenticated")
+    await client.connect()
+    [connectionId, peer] = await authenticated
+    assert peer.host == "127.0.0.1"
+    assert server.clients == [connectionId]
+
+    received = nextEvent(server, "message")
+    client.send({"hello": "server", "text": "\u4e16\u754c"})
+    assert await received == (connectionId, {"hello": "server", "text": "\u4e16\u754c"})
+    assert await client.request({"n": 21}) == {"doubled": 42}
+
+    received = nextEvent(client, "message")
+    server.send(connectionId, {"hello": "client"})
+    assert await received == ({"hello": "client"},)
+    assert await server.request(connectionId, {"n": 5}) == {"tripled": 15}
+
+    closed = nextEvent(server, "close")
+    await client.disconnect()
+    assert await closed == (connectionId,)
+    assert serverEvents.names() == ["authenticated", "message", "request", "close"]
+    assert clientEvents.names() == ["authenticated", "message", "request", "close"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_nativeLayer(pki: PKI) -> None:
+    """
+    The Twisted-native factories over C{listenSSL}/C{connectSSL}, with a
+    protocol subclass answering requests from a coroutine.
+    """
+
+    class Doubler(TLSJSONServerProtocol):
+        async def requestReceived(self, request: Any) -> Any:  # type: ignore[override]
+            return {"doubled": request["n"] * 2}
+
+    serverFactory = TLSJSONServerFactory("pw")
+    serverFactory.protocol = Doubler
+    port = reactor.listenSSL(0, serverFactory, serverTLSOptions(pki.serverCert, pki.serverKey),
+                             interface="127.0.0.1")
+    try:
+        clientFactory = TLSJSONClientFactory("pw")
+        connector = reactor.connectSSL("127.0.0.1", port.getHost().port, clientFactory,
+                                       clientTLSOptions("localhost", [pki.caCert]))
+        while clientFactory.client is None:
+            await _turn()
+        protocol = clientFactory.client
+        await protocol.whenAuthenticated().addTimeout(WAIT, reactor)
+        assert await protocol.request({"n": 4}) == {"doubled": 8}
+        socket = protocol.transport.transport.getHandle()  # under the TLS layer
+        assert socket.getsockopt(IPPROTO_TCP, TCP_NODELAY)
+        connector.disconnect()
+        await protocol.whenClosed()
+        await serverFactory.closeConnections()
+    finally:
+        await port.stopListening()
+
+
+async def _turn() -> None:
+    from twisted.internet.task import deferLater
+
+    await deferLater(reactor, 0.01, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_wrongPassword(server: Server, pki: PKI) -> None:
+    """
+    A wrong password fails the client's C{connect()} with
+    L{AuthenticationFailed}; the server reports it and closes.
+    """
+    await server.listen(0, "127.0.0.1")
+    serverError = nextEvent(server, "error")
+    serverClose = nextEvent(server, "close")
+    client = makeClient(server, pki, password="guess", reconnectInterval=0.05)
+    with pytest.raises(AuthenticationFailed, match="incorrect password"):
+        await client.connect()
+    [_, error] = await serverError
+    assert isinstance(error, AuthenticationFailed)
+    await serverClose
+    assert not client.factory.continueTrying
+    assert server.clients == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_hostnameMismatch(pki: PKI) -> None:
+    """
+    A server whose certificate names another host is refused before the
+    password is sent.
+    """
+    server = Server("s3cret", certificate=pki.wrongNameCert, privateKey=pki.wrongNameKey)
+    await server.listen(0, "127.0.0.1")
+    try:
+        serverEvents = Recorder(server)
+        client = makeClient(server, pki)
+        with pytest.raises(ConnectionFailed) as info:
+            await client.connect()
+        assert info.value.reason.check(CertificateNameError)
+        closed = nextEvent(server, "close")
+        await closed
+        assert "authenticated" not in serverEvents.names()
+    finally:
+        await server.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_noSubjectAltName(pki: PKI) -> None:
+    """
+    A certificate with the right CN but no subjectAltName is refused with an
+    error that says to add one.
+    """
+    server = Server("s3cret", certificate=pki.noSANCert, privateKey=pki.noSANKey)
+    await server.listen(0, "127.0.0.1")
+    try:
+        client = makeClient(server, pki)
+        with pytest.raises(ConnectionFailed, match="subjectAltName"):
+            await client.connect()
+    finally:
+        await server.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_serverCloseFailsPendingRequests(server: Server, pki: PKI) -> None:
+    """
+    C{server.close()} closes every client: requests pending on both sides
+    errback with L{ConnectionLost} at once.
+    """
+    await server.listen(0, "127.0.0.1")
+    server.on("request", lambda i, req, res: None)  # never answered
+    client = makeClient(server, pki, requestTimeout=60)
+    client.on("request", lambda req, res: None)
+    authenticated = nextEvent(server, "authenticated")
+    await client.connect()
+    [connectionId, _] = await authenticated
+    fromClient = client.request({"q": 1})
+    fromServer = server.request(connectionId, {"q": 2})
+    clientClosed = nextEvent(client, "close")
+    await server.close()
+    with pytest.raises(ConnectionLost):
+        await fromServer
+    with pytest.raises(ConnectionLost):
+        await fromClient
+    await clientClosed
+    with pytest.raises(NotConnected):
+        await client.request({})
+
+
+@pytest_twisted.ensureDeferred
+async def test_reconnectAfterServerRestart(pki: PKI) -> None:
+    """
+    A client with a C{reconnectInterval} reconnects and re-authenticates by
+    itself when its server comes back on the same port.
+    """
+    first = Server("s3cret", certificate=pki.serverCert, privateKey=pki.serverKey)
+    await first.listen(0, "127.0.0.1")
+    port = first.port
+    client = makeClient(first, pki, reconnectInterval=0.05)
+    events = Recorder(client)
+    try:
+        await client.connect()
+        closed = nextEvent(client, "close")
+        await first.close()
+        await closed
+        second = Server("s3cret", certificate=pki.serverCert, privateKey=pki.serverKey)
+        await second.listen(port, "127.0.0.1")
+        try:
+            again = nextEvent(client, "authenticated")
+            await again
+            assert await _echo(second, client) == {"ok": True}
+        finally:
+            await client.disconnect()
+            await second.close()
+    finally:
+        await client.disconnect()
+    names = events.names()
+    assert names.count("authenticated") == 2
+    assert "reconnectAttempt" in names
+    assert "error" not in names  # refusals while reconnecting are suppressed
+
+
+async def _echo(server: Server, client: Client) -> Any:
+    server.on("request", lambda i, req, res: res.send(req))
+    return await client.request({"ok": True})
+
+
+@pytest_twisted.ensureDeferred
+async def test_mutualTLS(pki: PKI) -> None:
+    """
+    A server requiring client certificates serves a client that has one from
+    the right CA and refuses one that has none.
+    """
+    server = Server("s3cret", certificate=pki.serverCert, privateKey=pki.serverKey,
+                    clientCA=[pki.caCert])
+    await server.listen(0, "127.0.0.1")
+    try:
+        good = makeClient(server, pki, clientCertificate=pki.clientCert, clientKey=pki.clientKey)
+        await good.connect()
+        await good.disconnect()
+        bad = makeClient(server, pki)
+        with pytest.raises(ConnectionFailed, match="certificate"):
+            await bad.connect()
+    finally:
+        await server.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_listenPortInUse(server: Server, pki: PKI) -> None:
+    """
+    Listening on a port in use fails the Deferred with Twisted's
+    C{CannotListenError}.
+    """
+    from twisted.internet.error import CannotListenError
+
+    await server.listen(0, "127.0.0.1")
+    other = Server("x", certificate=pki.serverCert, privateKey=pki.serverKey)
+    with pytest.raises(CannotListenError):
+        await other.listen(server.port, "127.0.0.1")  # type: ignore[arg-type]
