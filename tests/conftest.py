@@ -11,6 +11,11 @@ import pytest
 
 from txtlsjson.certs import certificatePEM, makeCertificate, writeKeyPair
 
+# trial's asynchronous TestCase runs under trial, not under pytest-twisted
+# (pytest cannot drive its Deferred-returning setUp); the README's test
+# command runs it with trial.
+collect_ignore = ["test_trial_compat.py"]
+
 
 @dataclass
 class PKI:

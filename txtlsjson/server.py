@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence
 
-from twisted.internet.defer import Deferred, fail, gatherResults, succeed
-from twisted.internet.interfaces import IAddress, IListeningPort, IReactorTime
+from twisted.internet.defer import Deferred, fail, gatherResults
+from twisted.internet.endpoints import SSL4ServerEndpoint
+from twisted.internet.interfaces import IAddress, IListeningPort, IReactorTime, IStreamServerEndpoint
 from twisted.python.failure import Failure
 
 from txtlsjson.codec import JSONObject
@@ -56,8 +57,11 @@ class _ServerProtocol(TLSJSONServerProtocol):
         error = unexpectedEnd(reason, self.closeReason)
         if error is not None:
             server.emit("error", self.connectionId, error)
-        server._unregister(self)
-        server.emit("close", self.connectionId)
+        try:
+            # Still registered, so that close handlers can ask for the peer.
+            server.emit("close", self.connectionId)
+        finally:
+            server._unregister(self)
 
 
 class _ServerFactory(TLSJSONServerFactory):
@@ -112,16 +116,18 @@ class Server(EventEmitter):
         @param clientCA: for mutual TLS, PEM files of the CAs that client
             certificates must chain to.
         @param tlsOptions: instead of the files, any Twisted server context
-            factory (e.g. L{twisted.internet.ssl.CertificateOptions}).
+            factory (e.g. L{twisted.internet.ssl.CertificateOptions}).  With
+            neither, only L{listenOn} with an endpoint that does TLS itself
+            can be used.
         @param requestTimeout: see L{TLSJSONServerFactory}, as the rest.
         @raise TLSConfigurationError: if a file is missing or invalid.
         @raise ValueError: for a missing password or certificate, or a
             negative time.
         """
         super().__init__()
-        if tlsOptions is None:
+        if tlsOptions is None and (certificate is not None or privateKey is not None):
             if certificate is None or privateKey is None:
-                raise ValueError("give certificate and privateKey (PEM files), or tlsOptions")
+                raise ValueError("give both certificate and privateKey (PEM files)")
             tlsOptions = serverTLSOptions(certificate, privateKey, chain, clientCA)
         self._tlsOptions = tlsOptions
         self.factory = _ServerFactory(
@@ -131,7 +137,7 @@ class Server(EventEmitter):
         self._reactor: Any = self.factory.clock
         self._connections: Dict[int, _ServerProtocol] = {}
         self._nextId = 0
-        self._listeningPort: Optional[IListeningPort] = None
+        self._listeningPorts: List[IListeningPort] = []
 
     def _register(self, protocol: _ServerProtocol) -> int:
         connectionId = self._nextId
@@ -144,42 +150,63 @@ class Server(EventEmitter):
 
     def listen(self, port: int = 0, interface: str = "") -> "Deferred[IListeningPort]":
         """
-        Start accepting TLS connections.
+        Start accepting TLS connections on a TCP port.
 
         @param port: the TCP port; C{0} picks a free one (see L{port}).
         @param interface: the address to bind; all by default.
         @return: a Deferred that fires with the listening port, or fails
             (e.g. C{CannotListenError} for a port in use).
         """
-        if self._listeningPort is not None:
-            return fail(TLSJSONError("this server is listening already"))
-        try:
-            self._listeningPort = self._reactor.listenSSL(
-                port, self.factory, self._tlsOptions, interface=interface)
-        except Exception:
-            return fail()
-        return succeed(self._listeningPort)
+        if self._tlsOptions is None:
+            return fail(TLSJSONError(
+                "no certificate: give certificate and privateKey (or tlsOptions) "
+                "to Server(), or listen through an ssl: endpoint with listenOn()"))
+        endpoint = SSL4ServerEndpoint(self._reactor, port, self._tlsOptions, interface=interface)
+        return self.listenOn(endpoint)
+
+    def listenOn(self, endpoint: IStreamServerEndpoint) -> "Deferred[IListeningPort]":
+        """
+        Start accepting connections on any Twisted server endpoint, such as
+        one from C{serverFromString(reactor, "ssl:8888:privateKey=...")}.
+        The endpoint must provide TLS itself (unless TLS is terminated in
+        front of this server).
+
+        @return: a Deferred that fires with the listening port.
+        """
+        def listening(port: IListeningPort) -> IListeningPort:
+            self._listeningPorts.append(port)
+            return port
+
+        return endpoint.listen(self.factory).addCallback(listening)
 
     @property
     def port(self) -> Optional[int]:
         """
-        The TCP port listened on, or L{None} when not listening.
+        The TCP port of the first listening port, or L{None} when not
+        listening.
         """
-        if self._listeningPort is None:
+        if not self._listeningPorts:
             return None
-        return self._listeningPort.getHost().port  # type: ignore[attr-defined,no-any-return]
+        return self._listeningPorts[0].getHost().port  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def listeningPorts(self) -> List[IListeningPort]:
+        """
+        Every port this server listens on.
+        """
+        return list(self._listeningPorts)
 
     def close(self) -> "Deferred[None]":
         """
         Stop listening and close every connection; their pending requests
         errback with C{ConnectionLost}.
 
-        @return: a Deferred that fires when the port and all connections are
-            closed.
+        @return: a Deferred that fires when the ports and all connections
+            are closed.
         """
         waiting: List[Deferred[Any]] = []
-        if self._listeningPort is not None:
-            port, self._listeningPort = self._listeningPort, None
+        ports, self._listeningPorts = self._listeningPorts, []
+        for port in ports:
             stopped = port.stopListening()
             if isinstance(stopped, Deferred):
                 waiting.append(stopped)
