@@ -453,6 +453,7 @@ class TLSJSONServerFactory(ServerFactory):
     """
 
     protocol = TLSJSONServerProtocol  # type: ignore[assignment]
+    noisy = False
 
     def __init__(
         self,
@@ -497,6 +498,12 @@ class TLSJSONServerFactory(ServerFactory):
     def __repr__(self) -> str:
         # Never show the password.
         return f"<{type(self).__name__} with {len(self.connections)} connection(s)>"
+
+    def logPrefix(self) -> str:
+        """
+        The name listening ports log this factory by.
+        """
+        return "tls-json server"
 
     def closeConnections(self) -> "Deferred[None]":
         """

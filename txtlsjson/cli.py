@@ -1,0 +1,284 @@
+"""
+C{tlsjson}: a command-line client for tls-json servers, and a maker of
+development certificates.
+
+  tlsjson request --host H --port P --ca CA.pem --password-file F '{"hello": "world"}'
+  tlsjson send ... '{"event": "started"}'
+  tlsjson listen ...
+  tlsjson certs --cn localhost --out certs
+
+C{request} and C{send} read JSON lines from standard input when given no
+message (or C{-}); each line is one request or message.  Exit codes:
+0 success, 1 other error, 2 usage, 3 connection failed, 4 authentication
+failed, 5 timeout, 6 bad input JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable, List, NoReturn, Optional, Sequence, TextIO
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_CONNECTION = 3
+EXIT_AUTHENTICATION = 4
+EXIT_TIMEOUT = 5
+EXIT_BAD_INPUT = 6
+
+
+class CommandError(Exception):
+    """
+    Ends the command with a one-line message and an exit code.
+    """
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tlsjson",
+        description="Talk to a tls-json server from a shell, or make development "
+                    "certificates.",
+        epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 connection failed, "
+               "4 authentication failed, 5 timeout, 6 bad input JSON.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def connection(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--host", default="localhost", help="server host (default: localhost)")
+        sub.add_argument("--port", type=int, default=8888, help="server port (default: 8888)")
+        sub.add_argument("--ca", action="append", metavar="PEM",
+                         help="CA certificate(s) to trust (repeatable; default: the system's)")
+        sub.add_argument("--server-name", metavar="NAME",
+                         help="name the server certificate must carry (default: --host)")
+        sub.add_argument("--client-cert", metavar="PEM", help="client certificate (mutual TLS)")
+        sub.add_argument("--client-key", metavar="PEM", help="its key (default: in --client-cert)")
+        sub.add_argument("--password-file", metavar="FILE",
+                         help="file holding the password (default: $TLSJSON_PASSWORD)")
+        sub.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                         help="connect and request timeout (default: 10)")
+
+    request = commands.add_parser(
+        "request", help="send requests, print their responses as JSON lines")
+    connection(request)
+    request.add_argument("message", nargs="?", default="-",
+                         help="the request as a JSON object (default: JSON lines from stdin)")
+    send = commands.add_parser("send", help="send messages")
+    connection(send)
+    send.add_argument("message", nargs="?", default="-",
+                      help="the message as a JSON object (default: JSON lines from stdin)")
+    listen = commands.add_parser(
+        "listen", help="stay connected (reconnecting) and print each message as a JSON line")
+    connection(listen)
+    listen.add_argument("--reconnect-interval", type=float, default=2.0, metavar="SECONDS",
+                        help="seconds between reconnection attempts (default: 2)")
+
+    certs = commands.add_parser(
+        "certs", help="write a self-signed development key and certificate")
+    certs.add_argument("--cn", default="localhost", help="common name (default: localhost)")
+    certs.add_argument("--san", action="append", metavar="NAME",
+                       help="subjectAltName, DNS name or IP (repeatable; default: the CN, "
+                            "and 127.0.0.1 and ::1 for localhost)")
+    certs.add_argument("--out", default=".", metavar="DIR", help="directory (default: .)")
+    certs.add_argument("--name", help="file name stem (default: the CN)")
+    certs.add_argument("--key-type", choices=["rsa", "ecdsa"], default="rsa",
+                       help="RSA 2048 or ECDSA P-256 (default: rsa)")
+    certs.add_argument("--days", type=int, default=3650, help="validity (default: 3650)")
+    certs.add_argument("--force", action="store_true", help="overwrite existing files")
+    return parser
+
+
+def parseJSONObject(text: str, where: str) -> Any:
+    """
+    Parse C{text} as a JSON object for sending.
+
+    @raise CommandError: with L{EXIT_BAD_INPUT} if it is not one.
+    """
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise CommandError(f"{where} is not valid JSON: {e}", EXIT_BAD_INPUT) from None
+    if not isinstance(value, dict):
+        raise CommandError(f"{where} is not a JSON object", EXIT_BAD_INPUT)
+    return value
+
+
+def _messages(argument: str, stdin: TextIO) -> Any:
+    """
+    Yield the objects to send: the argument, or each non-blank stdin line.
+    """
+    if argument != "-":
+        yield parseJSONObject(argument, "the message")
+        return
+    for number, line in enumerate(stdin, 1):
+        if line.strip():
+            yield parseJSONObject(line, f"stdin line {number}")
+
+
+def _writeCertificates(args: argparse.Namespace, out: TextIO) -> int:
+    from txtlsjson.certs import makeCertificate, writeKeyPair
+
+    names = args.san
+    if names is None:
+        names = [args.cn] + (["127.0.0.1", "::1"] if args.cn == "localhost" else [])
+    try:
+        key, certificate = makeCertificate(args.cn, names, keyType=args.key_type, days=args.days)
+        keyPath, certPath = writeKeyPair(args.out, args.name or args.cn, key, certificate,
+                                         force=args.force)
+    except (FileExistsError, OSError, ValueError) as e:
+        raise CommandError(str(e), EXIT_ERROR) from None
+    out.write(f"wrote {keyPath} and {certPath} (subjectAltName: {', '.join(names)})\n")
+    return EXIT_OK
+
+
+def _exitCodeFor(error: BaseException) -> int:
+    from twisted.internet.defer import CancelledError
+    from twisted.internet.error import TimeoutError as TCPTimeoutError
+
+    from txtlsjson.errors import (
+        AuthenticationFailed,
+        ConnectionFailed,
+        ConnectionLost,
+        IdleTimeout,
+        InvalidOutgoingMessage,
+        NotConnected,
+        RequestTimeout,
+        TLSConfigurationError,
+    )
+
+    if isinstance(error, AuthenticationFailed):
+        return EXIT_AUTHENTICATION
+    if isinstance(error, (RequestTimeout, IdleTimeout, CancelledError, TCPTimeoutError)):
+        return EXIT_TIMEOUT
+    if isinstance(error, ConnectionFailed):
+        return EXIT_TIMEOUT if error.reason.check(TCPTimeoutError) else EXIT_CONNECTION
+    if isinstance(error, (ConnectionLost, NotConnected)):
+        return EXIT_CONNECTION
+    if isinstance(error, InvalidOutgoingMessage):
+        return EXIT_BAD_INPUT
+    if isinstance(error, TLSConfigurationError):
+        return EXIT_ERROR
+    return EXIT_ERROR
+
+
+async def _run(reactor: Any, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+    from txtlsjson.client import Client
+    from txtlsjson.password import PasswordError, loadPassword
+    from txtlsjson.tls import clientTLSOptions
+
+    try:
+        password = loadPassword(args.password_file)
+    except PasswordError as e:
+        raise CommandError(str(e), EXIT_USAGE) from None
+    if args.command != "listen" and args.message != "-":
+        # Refuse bad input before connecting.
+        parseJSONObject(args.message, "the message")
+    tlsOptions = clientTLSOptions(args.server_name or args.host, args.ca, args.client_cert,
+                                  args.client_key)
+    client = Client(args.host, args.port, password, tlsOptions=tlsOptions,
+                    requestTimeout=args.timeout, connectTimeout=args.timeout,
+                    reconnectInterval=args.reconnect_interval if args.command == "listen" else 0,
+                    reactor=reactor)
+    errors: List[BaseException] = []
+    client.on("error", errors.append)
+
+    def printLine(value: Any) -> None:
+        out.write(json.dumps(value, ensure_ascii=False) + "\n")
+        out.flush()
+
+    if args.command == "listen":
+        return await _listen(reactor, client, args, printLine)
+
+    connecting = client.connect().addTimeout(args.timeout, reactor)
+    try:
+        await connecting
+        for message in _messages(args.message, stdin):
+            if args.command == "request":
+                printLine(await client.request(message))
+            else:
+                client.send(message)
+                if errors:
+                    raise errors[0]
+    finally:
+        await client.disconnect()
+    return EXIT_OK
+
+
+async def _listen(reactor: Any, client: Any, args: argparse.Namespace,
+                  printLine: Callable[[Any], None]) -> int:
+    """
+    Print messages until interrupted (SIGINT/SIGTERM), reconnecting as
+    needed; exit cleanly then.
+    """
+    from twisted.internet.defer import Deferred
+
+    stopped: Deferred[int] = Deferred()
+
+    def stop() -> "Deferred[None]":
+        if not stopped.called:
+            stopped.callback(EXIT_OK)
+        return client.disconnect()  # type: ignore[no-any-return]
+
+    reactor.addSystemEventTrigger("before", "shutdown", stop)
+    client.on("message", printLine)
+    client.on("authenticated", lambda: _note(f"connected to {args.host}:{args.port}"))
+    client.on("close", lambda: _note("connection closed"))
+    client.on("error", lambda e: _note(str(e)))
+    def gaveUp(failure: Any) -> None:
+        # Only a refused password or disconnect() end the reconnecting.
+        if not stopped.called:
+            stopped.errback(failure)
+
+    client.connect().addErrback(gaveUp)
+    return await stopped
+
+
+def _note(text: str) -> None:
+    sys.stderr.write(f"tlsjson: {text}\n")
+    sys.stderr.flush()
+
+
+def main(argv: Optional[Sequence[str]] = None, stdin: TextIO = sys.stdin,
+         out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+         exit: Callable[[int], NoReturn] = sys.exit) -> None:  # type: ignore[assignment]
+    """
+    Run the C{tlsjson} command.
+    """
+    args = _parser().parse_args(argv)
+    if args.command == "certs":
+        try:
+            code = _writeCertificates(args, out)
+        except CommandError as e:
+            err.write(f"tlsjson: {e}\n")
+            code = e.code
+        exit(code)
+        return
+
+    from twisted.internet import reactor
+    from twisted.internet.defer import ensureDeferred
+
+    outcome: List[int] = []
+
+    def finish(result: Any) -> None:
+        if outcome:
+            return
+        if isinstance(result, int):
+            outcome.append(result)
+        else:
+            error = result.value
+            code = error.code if isinstance(error, CommandError) else _exitCodeFor(error)
+            err.write(f"tlsjson: {error}\n")
+            outcome.append(code)
+        if reactor.running:  # type: ignore[attr-defined]
+            reactor.stop()  # type: ignore[attr-defined]
+
+    def start() -> None:
+        ensureDeferred(_run(reactor, args, stdin, out)).addBoth(finish)
+
+    reactor.callWhenRunning(start)  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+    exit(outcome[0] if outcome else EXIT_ERROR)

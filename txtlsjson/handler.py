@@ -1,0 +1,139 @@
+"""
+Application handlers for the server run by C{twistd tlsjson}.
+
+A handler is any object with some of these methods (missing ones are
+skipped); C{connectionId} is the server's id of a client connection:
+
+  - C{authenticated(connectionId, peer)}: a client authenticated;
+  - C{message(connectionId, message)}: a message arrived;
+  - C{request(connectionId, request)}: a request arrived; return the response
+    (a dict, or a Deferred or coroutine resulting in one; C{None} for no
+    response);
+  - C{close(connectionId)}: a connection is gone;
+  - C{timeout(connectionId)}: a client missed a keepalive ping.
+
+C{--handler package.module:name} names either such an object, or a callable
+(a class, say) that takes the L{Server} and returns one -- use that form to
+send to clients (C{server.send(id, obj)}, C{server.request(id, obj)}).
+"""
+
+from __future__ import annotations
+
+import importlib
+from inspect import isawaitable
+from typing import Any, Coroutine, cast
+
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from twisted.logger import Logger
+
+from txtlsjson.codec import JSONObject
+from txtlsjson.events import Responder
+from txtlsjson.server import Server
+
+HANDLER_METHODS = ("authenticated", "message", "request", "close", "timeout")
+
+
+class HandlerError(ValueError):
+    """
+    A C{--handler} could not be loaded or does not fit the interface.
+    """
+
+
+class EchoHandler:
+    """
+    The built-in handler: logs each message and answers each request with
+    its own payload, so that clients can be tried against the server at
+    once.
+    """
+
+    log = Logger()
+
+    def message(self, connectionId: int, message: JSONObject) -> None:
+        """
+        Log the message.
+        """
+        self.log.info("message from client {connectionId}: {message!r}",
+                      connectionId=connectionId, message=message)
+
+    def request(self, connectionId: int, request: JSONObject) -> JSONObject:
+        """
+        Echo the request.
+        """
+        return request
+
+
+def loadHandler(spec: str, server: Server) -> Any:
+    """
+    Import the handler named by C{spec} (C{"package.module:name"}, where
+    C{name} may be dotted) and, if it is a factory rather than a handler,
+    call it with C{server}.
+
+    @raise HandlerError: with a one-line explanation.
+    """
+    moduleName, sep, attribute = spec.partition(":")
+    if not sep or not moduleName or not attribute:
+        raise HandlerError(f"--handler must look like package.module:name, not {spec!r}")
+    try:
+        target: Any = importlib.import_module(moduleName)
+    except Exception as e:
+        raise HandlerError(f"cannot import handler module {moduleName!r}: {e!r}") from None
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise HandlerError(f"module {moduleName!r} has no {attribute!r}") from None
+    if not _isHandler(target):
+        if not callable(target):
+            raise HandlerError(
+                f"{spec} is neither a handler (with any of {', '.join(HANDLER_METHODS)}) "
+                "nor a callable that makes one")
+        try:
+            target = target(server)
+        except Exception as e:
+            raise HandlerError(f"calling {spec}(server) failed: {e!r}") from None
+        if not _isHandler(target):
+            raise HandlerError(
+                f"{spec}(server) returned {target!r}, which has none of "
+                f"{', '.join(HANDLER_METHODS)}")
+    return target
+
+
+def _isHandler(candidate: Any) -> bool:
+    if isinstance(candidate, type):
+        return False
+    return any(callable(getattr(candidate, name, None)) for name in HANDLER_METHODS)
+
+
+def attachHandler(server: Server, handler: Any) -> None:
+    """
+    Route C{server}'s events to C{handler}'s methods.
+    """
+    for name in ("authenticated", "message", "close", "timeout"):
+        method = getattr(handler, name, None)
+        if callable(method):
+            server.on(name, method)
+    request = getattr(handler, "request", None)
+    if callable(request):
+        server.on("request", lambda connectionId, payload, res:
+                  _answer(request, connectionId, payload, res))
+
+
+_log = Logger(namespace="txtlsjson.handler")
+
+
+def _answer(method: Any, connectionId: int, request: JSONObject, res: Responder) -> None:
+    def call() -> Any:
+        result = method(connectionId, request)
+        if isawaitable(result) and not isinstance(result, Deferred):
+            return ensureDeferred(cast("Coroutine[Any, Any, Any]", result))
+        return result
+
+    def send(response: Any) -> None:
+        if response is not None:
+            res.send(response)
+
+    d = maybeDeferred(call)
+    d.addCallback(send)
+    d.addErrback(lambda f: _log.failure(
+        "handler failed on request from client {connectionId}; not answered", f,
+        connectionId=connectionId))

@@ -1,0 +1,219 @@
+"""
+C{twistd tlsjson}: the options and service of the twistd plugin.
+
+Two ways to say where to listen, which may be combined:
+
+  - the design card's form: C{--port 8888 --cert server.crt --key server.key};
+  - Twisted's: C{--listen ssl:8888:privateKey=server.key:certKey=server.crt},
+    repeatable, any server endpoint string (as C{twistd web --listen}).
+
+The password comes from C{--password-file} or the C{TLSJSON_PASSWORD}
+environment variable, never from the command line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Tuple
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from txtlsjson.protocol import DEFAULT_MAX_LINE_LENGTH
+
+#: What C{--dev} uses, relative to the current directory (a checkout).
+DEV_CERTIFICATE = Path("certs") / "localhost.crt"
+DEV_KEY = Path("certs") / "localhost.key"
+DEV_PASSWORD_FILE = Path("certs") / "dev-password"
+DEV_PORT = 8888
+DEV_INTERFACE = "127.0.0.1"
+
+
+def _seconds(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise ValueError(f"{value!r} is not a number of seconds >= 0")
+    return number
+
+
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"{value!r} is not a port number (0-65535; 0 picks a free one)")
+    return number
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"{value!r} is not a positive number")
+    return number
+
+
+class Options(usage.Options):
+    """
+    Options of C{twistd tlsjson}.
+    """
+
+    synopsis = "[--port PORT --cert FILE --key FILE | --listen ENDPOINT ...] [options]"
+    longdesc = (
+        "Run a tls-json server: JSON messages both ways over TLS after a password "
+        "exchange, compatible with the Node.js package tls-json. The password is read "
+        "from --password-file or the TLSJSON_PASSWORD environment variable. Without "
+        "--handler, messages are logged and requests answered with their own payload.")
+
+    optFlags = [
+        ["dev", None,
+         f"Development defaults, from a checkout: {DEV_CERTIFICATE}, {DEV_KEY}, "
+         f"{DEV_PASSWORD_FILE}, listening on {DEV_INTERFACE}:{DEV_PORT}. "
+         "Their key and password are public: never use them in production."],
+    ]
+    optParameters: List[List[Any]] = [
+        ["port", "p", None, "TCP port to listen on with TLS (with --cert and --key; "
+         "0 picks a free one, which is logged).", _port],
+        ["interface", "i", "", "Address to bind --port to (default: all)."],
+        ["cert", "c", None, "PEM file of the server certificate (its chain may follow)."],
+        ["key", "k", None, "PEM file of the server's unencrypted private key."],
+        ["password-file", None, None,
+         "File holding the password (default: the TLSJSON_PASSWORD environment variable)."],
+        ["handler", None, None,
+         "The application: package.module:name of a handler, or of a callable taking "
+         "the Server and returning one (see txtlsjson.handler)."],
+        ["request-timeout", None, 10.0, "Seconds a request to a client waits for its "
+         "response (0: forever).", _seconds],
+        ["keepalive-interval", None, 10.0, "Seconds between pings to each client "
+         "(0: no pings).", _seconds],
+        ["keepalive-timeout", None, 5.0, "Seconds a client has to answer a ping.", _seconds],
+        ["auth-timeout", None, 10.0, "Seconds a new connection has to authenticate.",
+         _seconds],
+        ["max-line-length", None, DEFAULT_MAX_LINE_LENGTH,
+         "Longest message in bytes.", _positive],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+        self["chain"] = []
+        self["client-ca"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """
+        Listen on a Twisted server endpoint, e.g.
+        ssl:8888:privateKey=server.key:certKey=server.crt (repeatable).
+        """
+        self["listen"].append(description)
+
+    def opt_chain(self, path: str) -> None:
+        """
+        PEM file of intermediate certificates to send with --cert (repeatable).
+        """
+        self["chain"].append(path)
+
+    def opt_client_ca(self, path: str) -> None:
+        """
+        Require client certificates (mutual TLS) issued by the CA in this PEM
+        file, on --port (repeatable).
+        """
+        self["client-ca"].append(path)
+
+    def opt_password(self, value: str) -> None:
+        """
+        Refused: a password on the command line shows in ps and shell history.
+        """
+        raise usage.UsageError(
+            "the password is never taken on the command line; "
+            "use --password-file FILE or the TLSJSON_PASSWORD environment variable")
+
+    def postOptions(self) -> None:
+        """
+        Fill in --dev defaults and check that the options fit together.
+        """
+        if self["dev"]:
+            if not self["listen"] and self["port"] is None:
+                self["port"] = DEV_PORT
+                self["interface"] = self["interface"] or DEV_INTERFACE
+            self["cert"] = self["cert"] or str(DEV_CERTIFICATE)
+            self["key"] = self["key"] or str(DEV_KEY)
+            self["password-file"] = self["password-file"] or str(DEV_PASSWORD_FILE)
+        if self["port"] is None and not self["listen"]:
+            raise usage.UsageError(
+                "nowhere to listen: give --port PORT with --cert and --key, "
+                "or --listen ENDPOINT (or --dev)")
+        if self["port"] is not None:
+            if not self["cert"] or not self["key"]:
+                raise usage.UsageError("--port needs --cert FILE and --key FILE")
+        elif self["cert"] or self["key"] or self["chain"] or self["client-ca"]:
+            raise usage.UsageError(
+                "--cert, --key, --chain and --client-ca go with --port; an ssl: --listen "
+                "endpoint names its own files")
+        if self["keepalive-interval"] > 0 and self["keepalive-timeout"] <= 0:
+            raise usage.UsageError("--keepalive-timeout must be > 0 when pings are sent")
+
+
+def _fail(message: str) -> SystemExit:
+    return SystemExit(f"twistd tlsjson: {message}")
+
+
+def makeService(options: Options) -> IService:
+    """
+    Build the service from parsed options.
+
+    Problems only found now -- no password, unreadable files, a bad endpoint
+    string, a handler that cannot be loaded -- end the process with a
+    one-line message (C{SystemExit}) rather than a traceback.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
+
+    from txtlsjson.errors import TLSConfigurationError
+    from txtlsjson.handler import EchoHandler, HandlerError, attachHandler, loadHandler
+    from txtlsjson.password import PasswordError, loadPassword
+    from txtlsjson.server import Server
+    from txtlsjson.service import TLSJSONService, logServerEvents
+    from txtlsjson.tls import serverTLSOptions
+
+    try:
+        password = loadPassword(options["password-file"])
+    except PasswordError as e:
+        raise _fail(str(e)) from None
+
+    endpoints: List[Tuple[str, Any]] = []
+    if options["port"] is not None:
+        try:
+            tlsOptions = serverTLSOptions(options["cert"], options["key"], options["chain"],
+                                          options["client-ca"] or None)
+        except TLSConfigurationError as e:
+            raise _fail(str(e)) from None
+        where = f"{options['interface'] or '*'}:{options['port']}"
+        endpoints.append((f"TLS port {where}", SSL4ServerEndpoint(
+            reactor, options["port"], tlsOptions, interface=options["interface"])))
+    for description in options["listen"]:
+        try:
+            endpoints.append((description, serverFromString(reactor, description)))
+        except Exception as e:
+            raise _fail(f"bad --listen endpoint {description!r}: {e}") from None
+
+    server = Server(
+        password,
+        requestTimeout=options["request-timeout"],
+        keepAliveInterval=options["keepalive-interval"],
+        keepAliveTimeout=options["keepalive-timeout"],
+        authTimeout=options["auth-timeout"],
+        maxLineLength=options["max-line-length"],
+    )
+    if options["handler"]:
+        try:
+            handler = loadHandler(options["handler"], server)
+        except HandlerError as e:
+            raise _fail(str(e)) from None
+    else:
+        handler = EchoHandler()
+    attachHandler(server, handler)
+    logServerEvents(server)
+    if options["dev"]:
+        server.log.warn("--dev: the key in {key} and the password in {passwordFile} are "
+                        "public; never use them in production",
+                        key=options["key"], passwordFile=options["password-file"])
+    parent = getattr(options, "parent", None)
+    nodaemon = bool(parent["nodaemon"]) if parent is not None else True
+    return TLSJSONService(server, endpoints, exitOnListenFailure=nodaemon)
