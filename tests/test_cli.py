@@ -1,0 +1,270 @@
+"""
+The C{tlsjson} command, run as a real process against a real server on
+127.0.0.1: each subcommand, stdin mode and every exit code.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any, List
+
+import pytest
+import pytest_twisted
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from txtlsjson import Server
+from txtlsjson.cli import (
+    EXIT_AUTHENTICATION,
+    EXIT_BAD_INPUT,
+    EXIT_CONNECTION,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+    main,
+)
+
+from .conftest import PKI
+from .processes import tlsjson
+
+
+@pytest.fixture
+def server(pki: PKI) -> Any:
+    server = Server("s3cret", certificate=pki.serverCert, privateKey=pki.serverKey)
+    pytest_twisted.blockon(server.listen(0, "127.0.0.1"))
+    server.on("request", lambda i, req, res: res.send({"echo": req}))
+    yield server
+    pytest_twisted.blockon(server.close())
+
+
+def common(server: Server, pki: PKI) -> List[str]:
+    return ["--port", str(server.port), "--ca", str(pki.caCert)]
+
+
+ENV = {"TLSJSON_PASSWORD": "s3cret"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_request(server: Server, pki: PKI) -> None:
+    """
+    C{request} prints the response as JSON and exits 0.
+    """
+    outcome = await tlsjson("request", *common(server, pki), '{"hello": "w\u00f6rld"}',
+                            env=ENV).ended
+    assert outcome.code == EXIT_OK, outcome
+    assert outcome.out == '{"echo": {"hello": "w\u00f6rld"}}\n'
+
+
+@pytest_twisted.ensureDeferred
+async def test_requestPasswordFile(server: Server, pki: PKI, tmp_path: Path) -> None:
+    """
+    The password may come from --password-file.
+    """
+    path = tmp_path / "pw"
+    path.write_text("s3cret\n")
+    outcome = await tlsjson("request", *common(server, pki), "--password-file", str(path),
+                            "{}").ended
+    assert outcome.code == EXIT_OK, outcome
+
+
+@pytest_twisted.ensureDeferred
+async def test_requestStdin(server: Server, pki: PKI) -> None:
+    """
+    Without a message, each JSON line of stdin is one request; blank lines
+    are skipped.
+    """
+    outcome = await tlsjson("request", *common(server, pki), env=ENV,
+                            stdin=b'{"n": 1}\n\n{"n": 2}\n').ended
+    assert outcome.code == EXIT_OK, outcome
+    assert outcome.out.splitlines() == ['{"echo": {"n": 1}}', '{"echo": {"n": 2}}']
+
+
+@pytest_twisted.ensureDeferred
+async def test_send(server: Server, pki: PKI) -> None:
+    """
+    C{send} delivers one message, or each stdin line, and exits 0.
+    """
+    received: List[Any] = []
+    server.on("message", lambda i, m: received.append(m))
+    closed = _closes(server, 2)
+    one = await tlsjson("send", *common(server, pki), '{"event": "started"}', env=ENV).ended
+    many = await tlsjson("send", *common(server, pki), env=ENV,
+                         stdin=b'{"n": 1}\n{"n": 2}\n').ended
+    await closed
+    assert (one.code, many.code) == (EXIT_OK, EXIT_OK), (one, many)
+    assert received == [{"event": "started"}, {"n": 1}, {"n": 2}]
+
+
+def _closes(server: Server, count: int) -> Any:
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
+
+    d: Deferred[None] = Deferred()
+    seen: List[int] = []
+
+    def closed(connectionId: int) -> None:
+        seen.append(connectionId)
+        if len(seen) == count and not d.called:
+            d.callback(None)
+
+    server.on("close", closed)
+    return d.addTimeout(20, reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_listen(server: Server, pki: PKI) -> None:
+    """
+    C{listen} stays connected, prints each message as a JSON line, and exits
+    0 on SIGINT.
+    """
+    ids: List[int] = []
+    server.on("authenticated", lambda i, peer: ids.append(i))
+    process = tlsjson("listen", *common(server, pki), env=ENV)
+    await process.waitFor("connected to")
+    server.send(ids[0], {"tick": 1})
+    server.send(ids[0], {"tick": 2})
+    await process.waitFor('{"tick": 2}')
+    process.signal("INT")
+    outcome = await process.ended
+    assert outcome.code == EXIT_OK, outcome
+    assert outcome.out.splitlines() == ['{"tick": 1}', '{"tick": 2}']
+
+
+@pytest_twisted.ensureDeferred
+async def test_wrongPassword(server: Server, pki: PKI) -> None:
+    """
+    A refused password exits 4 with one line on stderr.
+    """
+    outcome = await tlsjson("request", *common(server, pki), "{}",
+                            env={"TLSJSON_PASSWORD": "nope"}).ended
+    assert outcome.code == EXIT_AUTHENTICATION
+    assert outcome.err == "tlsjson: incorrect password\n"
+
+
+@pytest.mark.parametrize("message", ['{"a": ', "[1, 2]", '{"requestId": 1}'])
+@pytest_twisted.ensureDeferred
+async def test_badInput(server: Server, pki: PKI, message: str) -> None:
+    """
+    A message that is not a JSON object (or one the protocol refuses)
+    exits 6.
+    """
+    outcome = await tlsjson("request", *common(server, pki), message, env=ENV).ended
+    assert outcome.code == EXIT_BAD_INPUT, outcome
+    assert outcome.err.startswith("tlsjson: ") and outcome.err.count("\n") == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_badStdinLine(server: Server, pki: PKI) -> None:
+    """
+    A bad stdin line exits 6, naming the line, after the lines before it
+    were sent.
+    """
+    outcome = await tlsjson("request", *common(server, pki), env=ENV,
+                            stdin=b'{"n": 1}\nnot json\n').ended
+    assert outcome.code == EXIT_BAD_INPUT
+    assert outcome.out == '{"echo": {"n": 1}}\n'
+    assert "stdin line 2" in outcome.err
+
+
+@pytest_twisted.ensureDeferred
+async def test_connectionRefused(pki: PKI) -> None:
+    """
+    Nothing listening exits 3.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    outcome = await tlsjson("request", "--port", str(port), "--ca", str(pki.caCert), "{}",
+                            env=ENV).ended
+    assert outcome.code == EXIT_CONNECTION
+    assert "refused" in outcome.err
+
+
+@pytest_twisted.ensureDeferred
+async def test_certificateNameMismatch(server: Server, pki: PKI) -> None:
+    """
+    A server certificate that does not name the host exits 3.
+    """
+    outcome = await tlsjson("request", *common(server, pki), "--server-name", "example.org",
+                            "{}", env=ENV).ended
+    assert outcome.code == EXIT_CONNECTION
+    assert "does not match 'example.org'" in outcome.err
+
+
+@pytest_twisted.ensureDeferred
+async def test_timeout(pki: PKI) -> None:
+    """
+    A request that gets no response within --timeout exits 5 (this server
+    has no request handler, so it never answers).
+    """
+    silent = Server("s3cret", certificate=pki.serverCert, privateKey=pki.serverKey)
+    await silent.listen(0, "127.0.0.1")
+    try:
+        outcome = await tlsjson("request", "--port", str(silent.port), "--ca", str(pki.caCert),
+                                "--timeout", "0.5", "{}", env=ENV).ended
+    finally:
+        await silent.close()
+    assert outcome.code == EXIT_TIMEOUT
+    assert outcome.err == "tlsjson: request timeout\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_noPassword(server: Server, pki: PKI) -> None:
+    """
+    No password anywhere is a usage error, exit 2.
+    """
+    outcome = await tlsjson("request", *common(server, pki), "{}").ended
+    assert outcome.code == EXIT_USAGE
+    assert "TLSJSON_PASSWORD" in outcome.err
+
+
+def run(argv: List[str]) -> Any:
+    import io
+
+    out, err, codes = io.StringIO(), io.StringIO(), []
+    main(argv, out=out, err=err, exit=codes.append)  # type: ignore[arg-type]
+    return out.getvalue(), err.getvalue(), codes[0]
+
+
+@pytest.mark.parametrize("keyType, keyClass", [("rsa", rsa.RSAPrivateKey),
+                                               ("ecdsa", ec.EllipticCurvePrivateKey)])
+def test_certs(tmp_path: Path, keyType: str, keyClass: type) -> None:
+    """
+    C{tlsjson certs} writes a key and a SHA-256 certificate valid ~10 years
+    whose subjectAltName names the host, and refuses to overwrite without
+    --force.
+    """
+    out, err, code = run(["certs", "--cn", "localhost", "--out", str(tmp_path),
+                          "--key-type", keyType])
+    assert code == EXIT_OK and "wrote" in out
+    certificate = x509.load_pem_x509_certificate((tmp_path / "localhost.crt").read_bytes())
+    key = load_pem_private_key((tmp_path / "localhost.key").read_bytes(), None)
+    assert isinstance(key, keyClass)
+    assert certificate.signature_hash_algorithm.name == "sha256"  # type: ignore[union-attr]
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "localhost" in names.get_values_for_type(x509.DNSName)
+    days = (certificate.not_valid_after_utc - certificate.not_valid_before_utc).days
+    assert 3649 <= days <= 3651
+    assert (tmp_path / "localhost.key").stat().st_mode & 0o077 == 0
+
+    out, err, code = run(["certs", "--cn", "localhost", "--out", str(tmp_path)])
+    assert code == EXIT_ERROR and "use --force" in err
+    out, err, code = run(["certs", "--cn", "localhost", "--out", str(tmp_path), "--force"])
+    assert code == EXIT_OK
+
+
+def test_certsWorkForHostnameVerification(tmp_path: Path) -> None:
+    """
+    A certificate from C{tlsjson certs} passes the client's hostname check.
+    """
+    from tests.test_tls import handshake
+    from txtlsjson.tls import clientTLSOptions, serverTLSOptions
+
+    run(["certs", "--cn", "myhost.example", "--out", str(tmp_path), "--name", "srv"])
+    client, server, lost = handshake(
+        serverTLSOptions(tmp_path / "srv.crt", tmp_path / "srv.key"),
+        clientTLSOptions("myhost.example", [tmp_path / "srv.crt"]))
+    assert client.isAuthenticated and lost == []

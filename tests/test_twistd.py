@@ -1,0 +1,164 @@
+"""
+The real C{twistd tlsjson}, started as a process by the tests and stopped
+cleanly.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+
+from txtlsjson import Client, Server
+
+from .conftest import PKI
+from .processes import REPOSITORY, twistd
+
+
+@pytest.fixture
+def passwordFile(tmp_path: Path) -> Path:
+    path = tmp_path / "password"
+    path.write_text("s3cret\n")
+    return path
+
+
+def serverArgs(pki: PKI, passwordFile: Path, port: int = 0) -> list:  # type: ignore[type-arg]
+    return ["-n", "--pidfile=", "--logfile=-", "tlsjson", "--port", str(port),
+            "--interface", "127.0.0.1", "--cert", str(pki.serverCert),
+            "--key", str(pki.serverKey), "--password-file", str(passwordFile)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_pluginListed() -> None:
+    """
+    The plugin installs with the package and shows in C{twistd --help}.
+    """
+    outcome = await twistd("--help").ended
+    assert outcome.code == 0
+    assert re.search(r"tlsjson\s+A tls-json server", outcome.out), outcome.out
+
+
+@pytest_twisted.ensureDeferred
+async def test_serveAndStop(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
+    """
+    C{twistd -n tlsjson} serves a client over TLS, logs what happens (never
+    the password), and shuts down cleanly on SIGTERM, closing the client.
+    """
+    process = twistd(*serverArgs(pki, passwordFile), cwd=tmp_path)
+    await process.waitFor("tls-json server listening on")
+    port = int(re.search(r"listening on .*port=(\d+)", process.text()).group(1))  # type: ignore[union-attr]
+
+    client = Client("localhost", port, "s3cret", ca=[pki.caCert])
+    closed = _next(client, "close")
+    await client.connect()
+    client.send({"hello": "log"})
+    assert await client.request({"echo": "me"}) == {"echo": "me"}
+    await process.waitFor("message from client 0")
+    process.signal("TERM")
+    outcome = await process.ended
+    await closed
+    assert _stoppedBySignal(outcome), outcome
+    assert "client 0 authenticated from 127.0.0.1:" in outcome.out
+    assert "Server Shut Down" in outcome.out
+    assert "Traceback" not in outcome.out + outcome.err
+    assert "s3cret" not in outcome.out + outcome.err
+
+
+def _stoppedBySignal(outcome: Any) -> bool:
+    """
+    twistd ends a SIGTERM'd run by re-raising the signal on itself (so its
+    exit status tells how it stopped), after shutting down in order.
+    """
+    return outcome.signal == 15 and "Server Shut Down" in outcome.out
+
+
+def _next(emitter: Any, name: str) -> Any:
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
+
+    d: Deferred[None] = Deferred()
+    emitter.on(name, lambda *args: d.called or d.callback(None))
+    return d.addTimeout(20, reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_failedPasswordLogged(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
+    """
+    A failed password attempt is logged with the peer address, and the
+    attempted password is not.
+    """
+    process = twistd(*serverArgs(pki, passwordFile), cwd=tmp_path)
+    await process.waitFor("tls-json server listening on")
+    port = int(re.search(r"port=(\d+)", process.text()).group(1))  # type: ignore[union-attr]
+    client = Client("localhost", port, "guess-one", ca=[pki.caCert])
+    with pytest.raises(Exception, match="incorrect password"):
+        await client.connect()
+    await process.waitFor("failed password attempt from 127.0.0.1:")
+    process.signal("TERM")
+    outcome = await process.ended
+    assert _stoppedBySignal(outcome), outcome
+    assert "guess-one" not in outcome.out + outcome.err
+
+
+@pytest_twisted.ensureDeferred
+async def test_portInUse(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
+    """
+    A port in use ends twistd with exit 1 and one line naming the port.
+    """
+    holder = Server("x", certificate=pki.serverCert, privateKey=pki.serverKey)
+    await holder.listen(0, "127.0.0.1")
+    port = holder.port
+    try:
+        outcome = await twistd(*serverArgs(pki, passwordFile, port),  # type: ignore[arg-type]
+                               cwd=tmp_path).ended
+    finally:
+        await holder.close()
+    assert outcome.code == 1
+    assert f"cannot listen on TLS port 127.0.0.1:{port}" in outcome.out
+    assert "Address already in use" in outcome.out
+    assert "Traceback" not in outcome.out + outcome.err
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a[:-2], "no password"),
+    (lambda a: [x if x != a[a.index("--cert") + 1] else "/nonexistent.crt" for x in a],
+     "cannot read certificate file '/nonexistent.crt'"),
+    (lambda a: a + ["--listen", "bogus:1"], "bad --listen endpoint 'bogus:1'"),
+])
+@pytest_twisted.ensureDeferred
+async def test_startupErrors(pki: PKI, passwordFile: Path, tmp_path: Path, change: Any,
+                             message: str) -> None:
+    """
+    Missing password, unreadable certificate, bad endpoint: exit 1 with one
+    line on stderr, no traceback.
+    """
+    outcome = await twistd(*change(serverArgs(pki, passwordFile)), cwd=tmp_path).ended
+    assert outcome.code == 1
+    assert outcome.err.strip().splitlines() == [f"twistd tlsjson: {outcome.err.strip()[16:]}"]
+    assert message in outcome.err
+
+
+@pytest_twisted.ensureDeferred
+async def test_devServer() -> None:
+    """
+    C{twistd -n tlsjson --dev}, from the checkout, serves with the dev
+    certificate and password on 127.0.0.1 -- what the README's first command
+    starts (there on port 8888; here on a free port, so that a server a
+    developer left running does not get in the way).
+    """
+    process = twistd("-n", "--pidfile=", "--logfile=-", "tlsjson", "--dev", "--port", "0",
+                     cwd=REPOSITORY)
+    await process.waitFor("tls-json server listening on")
+    port = int(re.search(r"host='127.0.0.1', port=(\d+)", process.text()).group(1))  # type: ignore[union-attr]
+    password = (REPOSITORY / "certs" / "dev-password").read_text().strip()
+    client = Client("localhost", port, password, ca=[REPOSITORY / "certs" / "localhost.crt"])
+    await client.connect()
+    assert await client.request({"dev": True}) == {"dev": True}
+    await client.disconnect()
+    process.signal("TERM")
+    outcome = await process.ended
+    assert _stoppedBySignal(outcome), outcome
+    assert "never use them in production" in outcome.out
