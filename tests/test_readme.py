@@ -1,0 +1,67 @@
+"""
+The README's promises: CI runs its test command, and the examples it points
+to run as written.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import sys
+
+import pytest_twisted
+
+from .processes import REPOSITORY, spawn
+
+
+def readmeCommands() -> list:  # type: ignore[type-arg]
+    text = (REPOSITORY / "README.rst").read_text()
+    return re.findall(r"^    (python3 -m venv .*)$", text, re.MULTILINE)
+
+
+def test_ciRunsTheReadmeTestCommand() -> None:
+    """
+    C{.ci/run} runs exactly the README's test command.
+    """
+    server, tests = readmeCommands()
+    assert "twistd -n tlsjson --dev" in server
+    assert "pytest" in tests
+    ci = (REPOSITORY / ".ci" / "run").read_text().splitlines()
+    assert tests in ci
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # type: ignore[no-any-return]
+
+
+async def _exampleRoundTrip(serverScript: str, expected: list) -> None:  # type: ignore[type-arg]
+    port = str(freePort())
+    server = spawn([sys.executable, f"examples/{serverScript}", port])
+    try:
+        await server.waitFor(f"listening on 127.0.0.1:{port}")
+        client = await spawn([sys.executable, "examples/client.py", port]).ended
+        assert client.code == 0, client
+        for line in expected:
+            assert line in client.out
+    finally:
+        server.signal("INT")
+        await server.ended
+
+
+@pytest_twisted.ensureDeferred
+async def test_examples() -> None:
+    """
+    examples/server.py and examples/client.py talk as the README says.
+    """
+    await _exampleRoundTrip("server.py", ["server says {'welcome': 0}", "answer: {'sum': 6}"])
+
+
+@pytest_twisted.ensureDeferred
+async def test_nativeExample() -> None:
+    """
+    examples/native_server.py serves examples/client.py.
+    """
+    await _exampleRoundTrip("native_server.py",
+                            ["server says {'welcome': 'native'}", "answer: {'sum': 6}"])
