@@ -81,6 +81,14 @@ class IdleTimeout(TLSJSONError):
     """
 
 
+class SlowConsumer(TLSJSONError):
+    """
+    The peer stopped reading: more than C{maxBufferedBytes} of messages
+    waited for it on top of the transport's own buffer, so the connection
+    was dropped to keep memory bounded.
+    """
+
+
 class ProtocolError(TLSJSONError):
     """
     The peer sent something that breaks the wire protocol.  The offending

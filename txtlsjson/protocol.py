@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any, Coroutine, List, Optional, Set, cast
 
 from twisted.internet.defer import Deferred, ensureDeferred, fail, gatherResults, succeed
 from twisted.internet.error import NotConnectingError
-from twisted.internet.interfaces import IConnector, IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IConnector, IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import ReconnectingClientFactory, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from txtlsjson.codec import JSONObject
 from txtlsjson.errors import (
@@ -32,16 +34,22 @@ from txtlsjson.errors import (
     InvalidOutgoingMessage,
     LineTooLong,
     NotConnected,
+    SlowConsumer,
     TLSJSONError,
 )
 from txtlsjson.framing import LineBuffer
 from txtlsjson.session import ClientSession, ServerSession, Session, SessionState
+from txtlsjson.throttle import AuthenticationThrottle
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress
 
 #: Default longest line, in bytes, either side accepts or sends.
 DEFAULT_MAX_LINE_LENGTH = 32 * 1024 * 1024
+
+#: Default limit of what may wait for a peer that stopped reading, on top
+#: of the transport's own buffer.
+DEFAULT_MAX_BUFFERED_BYTES = 16 * 1024 * 1024
 
 #: Longest line accepted before authentication: only the password step
 #: happens then, so an unauthenticated peer cannot make the server buffer
@@ -51,6 +59,30 @@ UNAUTHENTICATED_MAX_LINE_LENGTH = 64 * 1024
 #: Seconds a connection closed with a final message (a refused password) may
 #: take to flush it before it is aborted.
 FLUSH_TIMEOUT = 5.0
+
+
+@implementer(IPushProducer)
+class _Backpressure:
+    """
+    Registered with the transport as a streaming producer, it learns when
+    the transport's buffer is full (paused) and counts what is written on
+    top of it until the transport drains (resumed).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.paused = False
+        self.pending = 0
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.pending = 0
+
+    def stopProducing(self) -> None:
+        self.paused = False
 
 
 def _defaultReactor(reactor: Optional[IReactorTime]) -> Any:
@@ -65,6 +97,12 @@ def _checkTimes(**times: float) -> None:
     for name, value in times.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+
+
+def _checkSize(**sizes: int) -> None:
+    for name, value in sizes.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be a number of bytes >= 0, not {value!r}")
 
 
 def _checkPassword(password: object) -> None:
@@ -87,6 +125,7 @@ class TLSJSONProtocol(LineReceiver):
     session: Session
     closeReason: Optional[TLSJSONError] = None
     _abortTimer: Optional[IDelayedCall] = None
+    _backpressure: Optional[_Backpressure] = None
 
     def __init__(self) -> None:
         self._authenticatedObservers: List[Deferred[None]] = []
@@ -97,9 +136,61 @@ class TLSJSONProtocol(LineReceiver):
 
     def writeLine(self, data: bytes) -> None:
         """
-        Write one encoded message and its delimiter.
+        Write one encoded message and its delimiter -- unless the peer has
+        stopped reading and more than C{maxBufferedBytes} already wait for
+        it, in which case the connection is dropped (L{SlowConsumer}).
         """
+        backpressure = self._backpressure
+        if backpressure is not None and backpressure.paused:
+            backpressure.pending += len(data) + 1
+            if backpressure.pending > backpressure.limit:
+                self.session.peerNotReading(SlowConsumer(
+                    f"peer is not reading: {backpressure.pending} bytes wait beyond the "
+                    f"transport's buffer, over maxBufferedBytes ({backpressure.limit}); "
+                    "dropped"))
+                return
         self.transport.write(data + b"\n")  # type: ignore[union-attr]
+
+    def _bufferingTransport(self) -> Any:
+        """
+        The transport whose write buffer fills when the peer stops reading:
+        under TLS, the TCP transport beneath it.  Registering there, not on
+        the TLS transport, matters: the TLS transport would not close
+        (C{loseConnection}) while a producer is registered with it.
+        """
+        transport: Any = self.transport
+        if isinstance(transport, TLSMemoryBIOProtocol) and transport.transport is not None:
+            return transport.transport
+        return transport
+
+    def _registerBackpressure(self, backpressure: _Backpressure) -> None:
+        try:
+            self._bufferingTransport().registerProducer(backpressure, True)
+        except (RuntimeError, AttributeError):
+            # Someone registered a producer first: leave it alone.
+            self.log.debug("no write backpressure on {transport}", transport=self.transport)
+            return
+        self._backpressure = backpressure
+
+    def _unregisterBackpressure(self) -> None:
+        if self._backpressure is not None:
+            self._backpressure = None
+            try:
+                self._bufferingTransport().unregisterProducer()
+            except Exception:  # the transport may have let go already
+                pass
+
+    def pauseReading(self) -> None:
+        """
+        Stop reading from the peer (the session is waiting on something).
+        """
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def resumeReading(self) -> None:
+        """
+        Read from the peer again.
+        """
+        self.transport.resumeProducing()  # type: ignore[union-attr]
 
     def dropConnection(self, reason: TLSJSONError, flush: bool) -> None:
         """
@@ -130,6 +221,9 @@ class TLSJSONProtocol(LineReceiver):
                 pass
         self.session = self._buildSession()
         self._lines = LineBuffer(min(UNAUTHENTICATED_MAX_LINE_LENGTH, self.session.maxLineLength))
+        limit = self.factory.maxBufferedBytes  # type: ignore[attr-defined]
+        if limit > 0:
+            self._registerBackpressure(_Backpressure(limit))
         self.session.connectionMade()
 
     def dataReceived(self, data: bytes) -> None:
@@ -168,6 +262,7 @@ class TLSJSONProtocol(LineReceiver):
         if self._abortTimer is not None and self._abortTimer.active():
             self._abortTimer.cancel()
         self._abortTimer = None
+        self._unregisterBackpressure()
         session = getattr(self, "session", None)
         if session is not None:
             session.connectionLost()
@@ -354,6 +449,11 @@ class TLSJSONProtocol(LineReceiver):
         self.log.warn("{peer}: {error}", peer=_peerOf(self), error=error)
 
 
+def _hostOf(protocol: TLSJSONProtocol) -> str:
+    peer = _peerOf(protocol)
+    return str(getattr(peer, "host", peer))
+
+
 def _peerOf(protocol: TLSJSONProtocol) -> "IAddress | str":
     transport: Any = protocol.transport
     try:
@@ -384,6 +484,8 @@ class TLSJSONServerProtocol(TLSJSONProtocol):
             keepAliveInterval=factory.keepAliveInterval,
             keepAliveTimeout=factory.keepAliveTimeout,
             onKeepAliveTimeout=self.keepAliveTimedOut,
+            throttle=factory.throttle,
+            peerKey=_hostOf(self),
         )
 
     def connectionMade(self) -> None:
@@ -464,6 +566,9 @@ class TLSJSONServerFactory(ServerFactory):
         keepAliveTimeout: float = 5.0,
         authTimeout: float = 10.0,
         maxLineLength: int = DEFAULT_MAX_LINE_LENGTH,
+        maxBufferedBytes: int = DEFAULT_MAX_BUFFERED_BYTES,
+        authFailureDelay: float = 1.0,
+        authFailureMaxDelay: float = 16.0,
         reactor: Optional[IReactorTime] = None,
     ) -> None:
         """
@@ -477,11 +582,21 @@ class TLSJSONServerFactory(ServerFactory):
             (C{0}: forever -- not advisable on a public port).
         @param maxLineLength: the longest message, in bytes, accepted from or
             sent to an authenticated client.
+        @param maxBufferedBytes: how much may wait for a client that stopped
+            reading, on top of the transport's buffer, before it is dropped
+            (C{0}: no limit).
+        @param authFailureDelay: after a wrong password from an address,
+            the next answer to that address waits this long, doubling with
+            each further failure; checks from one address go one at a time
+            (C{0}: no wait).
+        @param authFailureMaxDelay: the longest such wait.
         @param reactor: provides the timers; the global reactor by default.
         """
         _checkPassword(password)
         _checkTimes(requestTimeout=requestTimeout, keepAliveInterval=keepAliveInterval,
-                    keepAliveTimeout=keepAliveTimeout, authTimeout=authTimeout)
+                    keepAliveTimeout=keepAliveTimeout, authTimeout=authTimeout,
+                    authFailureDelay=authFailureDelay, authFailureMaxDelay=authFailureMaxDelay)
+        _checkSize(maxBufferedBytes=maxBufferedBytes)
         if keepAliveInterval > 0 and keepAliveTimeout <= 0:
             raise ValueError("keepAliveTimeout must be > 0 when keepAliveInterval is set")
         if maxLineLength < 1:
@@ -492,7 +607,10 @@ class TLSJSONServerFactory(ServerFactory):
         self.keepAliveTimeout = keepAliveTimeout
         self.authTimeout = authTimeout
         self.maxLineLength = maxLineLength
+        self.maxBufferedBytes = maxBufferedBytes
         self.clock = _defaultReactor(reactor)
+        self.throttle = AuthenticationThrottle(
+            self.clock, baseDelay=authFailureDelay, maxDelay=authFailureMaxDelay)
         self.connections: Set[TLSJSONServerProtocol] = set()
 
     def __repr__(self) -> str:
@@ -542,6 +660,7 @@ class TLSJSONClientFactory(ReconnectingClientFactory):
         requestTimeout: float = 10.0,
         idleTimeout: float = 30.0,
         maxLineLength: int = DEFAULT_MAX_LINE_LENGTH,
+        maxBufferedBytes: int = DEFAULT_MAX_BUFFERED_BYTES,
         reactor: Optional[IReactorTime] = None,
     ) -> None:
         """
@@ -555,11 +674,14 @@ class TLSJSONClientFactory(ReconnectingClientFactory):
             it above the server's keepalive interval plus timeout (10 + 5 s
             by default).
         @param maxLineLength: the longest message, in bytes, accepted or sent.
+        @param maxBufferedBytes: how much may wait for a server that stopped
+            reading before the connection is dropped (C{0}: no limit).
         @param reactor: provides the timers; the global reactor by default.
         """
         _checkPassword(password)
         _checkTimes(reconnectInterval=reconnectInterval, requestTimeout=requestTimeout,
                     idleTimeout=idleTimeout)
+        _checkSize(maxBufferedBytes=maxBufferedBytes)
         if maxLineLength < 1:
             raise ValueError(f"maxLineLength must be a positive number of bytes, not {maxLineLength!r}")
         self._password = password
@@ -569,6 +691,7 @@ class TLSJSONClientFactory(ReconnectingClientFactory):
         self.requestTimeout = requestTimeout
         self.idleTimeout = idleTimeout
         self.maxLineLength = maxLineLength
+        self.maxBufferedBytes = maxBufferedBytes
         self.clock = _defaultReactor(reactor)
         self.client: Optional[TLSJSONClientProtocol] = None
 

@@ -23,9 +23,10 @@ import hmac
 from enum import Enum
 from typing import Callable, List, Optional, Protocol
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from txtlsjson.codec import (
     PING,
@@ -53,6 +54,7 @@ from txtlsjson.errors import (
     UnknownResponse,
 )
 from txtlsjson.requests import PendingRequests
+from txtlsjson.throttle import AuthenticationThrottle, TooManyAttempts
 
 
 class SessionState(Enum):
@@ -76,6 +78,16 @@ class ISessionTransport(Protocol):
     def writeLine(self, data: bytes) -> None:
         """
         Send one encoded message; the delimiter is added by the transport.
+        """
+
+    def pauseReading(self) -> None:
+        """
+        Stop reading from the peer until L{resumeReading}.
+        """
+
+    def resumeReading(self) -> None:
+        """
+        Read from the peer again.
         """
 
     def dropConnection(self, reason: TLSJSONError, flush: bool) -> None:
@@ -114,6 +126,10 @@ class ISessionObserver(Protocol):
         """
 
 
+def _ignoreCancellation(failure: Failure) -> None:
+    failure.trap(CancelledError)
+
+
 def _cancel(call: Optional[IDelayedCall]) -> None:
     if call is not None and call.active():
         call.cancel()
@@ -148,6 +164,9 @@ class Session:
         self._transport = transport
         self._observer = observer
         self._clock = clock
+        # Lines that arrived while a password check was waiting; None when
+        # no check is waiting.
+        self._held: Optional[List[bytes]] = None
 
     # -- outgoing ---------------------------------------------------------
 
@@ -192,20 +211,35 @@ class Session:
         Process received lines in order.  Lines that are blank (or only a
         C{\\r}) are skipped, as the Node peer's line splitter does.
         """
-        for line in lines:
-            if self.state is SessionState.CLOSING or self.state is SessionState.CLOSED:
+        index = 0
+        while self.state is not SessionState.AUTHENTICATED:
+            # The password step: rare, so it may take the slow road.
+            if index == len(lines) or self.state is SessionState.CLOSING \
+                    or self.state is SessionState.CLOSED:
+                return
+            if self._held is not None:
+                self._held.extend(lines[index:])
+                return
+            line = lines[index]
+            index += 1
+            try:
+                message = decodeLine(line)
+            except InvalidMessage as e:
+                if line.strip():
+                    self._badLine(e)
+                continue
+            self._authenticate(message)
+        dispatch = self._dispatch
+        for line in (lines[index:] if index else lines):
+            if self.state is not SessionState.AUTHENTICATED:
                 return
             try:
                 message = decodeLine(line)
             except InvalidMessage as e:
-                if not line.strip():
-                    continue
-                self._badLine(e)
+                if line.strip():
+                    self._badLine(e)
                 continue
-            if self.state is SessionState.AUTHENTICATED:
-                self._dispatch(message)
-            else:
-                self._authenticate(message)
+            dispatch(message)
 
     def _badLine(self, error: InvalidMessage) -> None:
         """
@@ -241,6 +275,9 @@ class Session:
             found = REQUEST_ID if REQUEST_ID in message else RESPONSE_ID
             self._invalidId(found, message[found])
             return
+        self._deliver(message)
+
+    def _deliver(self, message: JSONObject) -> None:
         self._observer.messageReceived(message)
 
     def _invalidId(self, key: str, value: object) -> None:
@@ -303,6 +340,13 @@ class Session:
         """
         self._drop(error)
 
+    def peerNotReading(self, error: TLSJSONError) -> None:
+        """
+        The transport reports a peer that stopped reading while too much
+        waited for it: report it and abort.
+        """
+        self._drop(error)
+
     def connectionMade(self) -> None:
         """
         The connection is up (TLS may still be negotiating); start the
@@ -342,6 +386,8 @@ class ServerSession(Session):
         keepAliveInterval: float,
         keepAliveTimeout: float,
         onKeepAliveTimeout: Callable[[], None],
+        throttle: Optional[AuthenticationThrottle] = None,
+        peerKey: str = "",
     ) -> None:
         """
         @param password: the password, UTF-8 encoded.
@@ -351,6 +397,9 @@ class ServerSession(Session):
         @param keepAliveTimeout: seconds a pong may take.
         @param onKeepAliveTimeout: called when a pong did not come in time,
             before the connection is dropped.
+        @param throttle: paces password checks per peer address; none by
+            default.
+        @param peerKey: this peer's key in C{throttle} (its address).
         """
         super().__init__(transport, observer, clock, requestTimeout, maxLineLength)
         self._password = password
@@ -358,6 +407,9 @@ class ServerSession(Session):
         self._keepAliveInterval = keepAliveInterval
         self._keepAliveTimeout = keepAliveTimeout
         self._onKeepAliveTimeout = onKeepAliveTimeout
+        self._throttle = throttle
+        self._peerKey = peerKey
+        self._attempt: Optional[Deferred[None]] = None
         self._authTimer: Optional[IDelayedCall] = None
         self._pingTimer: Optional[IDelayedCall] = None
         self._pongTimer: Optional[IDelayedCall] = None
@@ -380,6 +432,41 @@ class ServerSession(Session):
 
     def _authenticate(self, message: JSONObject) -> None:
         password = message.get("password")
+        _cancel(self._authTimer)
+        self._authTimer = None
+        if self._throttle is None:
+            self._checkPassword(password)
+            return
+        try:
+            attempt = self._throttle.attempt(self._peerKey)
+        except TooManyAttempts as e:
+            self._transport.writeLine(b'{"error":"too many authentication attempts"}')
+            self._drop(AuthenticationFailed(str(e)), flush=True)
+            return
+        if not attempt.called:
+            # Answer later, in turn; meanwhile read nothing more.
+            self._held = []
+            self._transport.pauseReading()
+            self._attempt = attempt
+        attempt.addCallback(lambda _: self._checkThrottled(password))
+        attempt.addErrback(_ignoreCancellation)
+
+    def _checkThrottled(self, password: object) -> None:
+        self._attempt = None
+        matched = self._checkPassword(password)
+        assert self._throttle is not None
+        self._throttle.finished(self._peerKey, matched)
+        held, self._held = self._held, None
+        if held is not None and matched:
+            self._transport.resumeReading()
+            self.linesReceived(held)
+
+    def _checkPassword(self, password: object) -> bool:
+        """
+        Compare, answer, and authenticate or drop.
+
+        @return: whether the password matched.
+        """
         if isinstance(password, str):
             # compare_digest takes time independent of where the bytes
             # differ; it needs equal types, hence the encoding.
@@ -388,15 +475,23 @@ class ServerSession(Session):
         else:
             matched = False
         if not matched:
-            self._transport.writeLine(encodeObject({"error": "incorrect password"}))
+            self._transport.writeLine(b'{"error":"incorrect password"}')
             self._drop(AuthenticationFailed(), flush=True)
-            return
-        _cancel(self._authTimer)
-        self._authTimer = None
+            return False
         self._transport.writeLine(b'{"authenticated":true}')
         if self._keepAliveInterval > 0:
             self._pingTimer = self._clock.callLater(self._keepAliveInterval, self._ping)
         self._becomeAuthenticated()
+        return True
+
+    def _deliver(self, message: JSONObject) -> None:
+        if len(message) == 1 and isinstance(message.get("password"), str):
+            # A second password step: never handed to the application, which
+            # might log it.
+            self._observer.errorReceived(InvalidMessage(
+                "a password after authentication; dropped unread"))
+            return
+        self._observer.messageReceived(message)
 
     def _ping(self) -> None:
         # Never 0: the Node client answers only a truthy __ping.
@@ -422,6 +517,9 @@ class ServerSession(Session):
         for timer in (self._authTimer, self._pingTimer, self._pongTimer):
             _cancel(timer)
         self._authTimer = self._pingTimer = self._pongTimer = None
+        attempt, self._attempt = self._attempt, None
+        if attempt is not None:
+            attempt.cancel()
 
 
 class ClientSession(Session):
