@@ -45,13 +45,17 @@ def test_portForm(pki: PKI) -> None:
                     "--chain", "a.pem", "--chain", "b.pem", "--client-ca", "ca.pem",
                     "--request-timeout", "2.5", "--keepalive-interval", "3",
                     "--keepalive-timeout", "1", "--auth-timeout", "4",
-                    "--max-line-length", "1000", "--interface", "127.0.0.1")
+                    "--max-line-length", "1000", "--interface", "127.0.0.1",
+                    "--max-buffered-bytes", "0", "--auth-failure-delay", "0.5",
+                    "--auth-failure-max-delay", "9")
     assert options["port"] == 8888
     assert options["chain"] == ["a.pem", "b.pem"]
     assert options["client-ca"] == ["ca.pem"]
     assert (options["request-timeout"], options["keepalive-interval"],
             options["keepalive-timeout"], options["auth-timeout"],
             options["max-line-length"]) == (2.5, 3.0, 1.0, 4.0, 1000)
+    assert (options["max-buffered-bytes"], options["auth-failure-delay"],
+            options["auth-failure-max-delay"]) == (0, 0.5, 9.0)
 
 
 def test_listenForm() -> None:
@@ -87,6 +91,8 @@ def test_devDefaults() -> None:
     (("--listen", "tcp:1", "--request-timeout", "soon"), "could not convert"),
     (("--listen", "tcp:1", "--keepalive-timeout", "0"), "--keepalive-timeout must be > 0"),
     (("--listen", "tcp:1", "--max-line-length", "0"), "not a positive number"),
+    (("--listen", "tcp:1", "--max-buffered-bytes", "-5"), "not a number of bytes"),
+    (("--listen", "tcp:1", "--auth-failure-delay", "-1"), "not a number of seconds"),
     (("--listen", "tcp:1", "--password", "hunter2"), "never taken on the command line"),
 ])
 def test_usageErrors(argv: Any, message: str) -> None:

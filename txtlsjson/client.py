@@ -18,6 +18,7 @@ from txtlsjson.codec import JSONObject
 from txtlsjson.errors import AuthenticationFailed, ConnectionFailed, NotConnected, TLSJSONError
 from txtlsjson.events import EventEmitter, Responder, unexpectedEnd
 from txtlsjson.protocol import (
+    DEFAULT_MAX_BUFFERED_BYTES,
     DEFAULT_MAX_LINE_LENGTH,
     TLSJSONClientFactory,
     TLSJSONClientProtocol,
@@ -104,6 +105,7 @@ class Client(EventEmitter):
         idleTimeout: float = 30.0,
         connectTimeout: float = 30.0,
         maxLineLength: int = DEFAULT_MAX_LINE_LENGTH,
+        maxBufferedBytes: int = DEFAULT_MAX_BUFFERED_BYTES,
         reactor: Optional[IReactorTime] = None,
     ) -> None:
         """
@@ -125,6 +127,8 @@ class Client(EventEmitter):
             taken for dead (C{0}: never).
         @param connectTimeout: seconds a TCP connection attempt may take.
         @param maxLineLength: the longest message in bytes.
+        @param maxBufferedBytes: how much may wait for a server that stopped
+            reading before the connection is dropped (C{0}: no limit).
         @param reactor: the reactor; the global one by default.
         @raise TLSConfigurationError: if a file is missing or invalid.
         """
@@ -142,7 +146,7 @@ class Client(EventEmitter):
         self.factory = _ClientFactory(
             self, password, reconnectInterval=reconnectInterval,
             requestTimeout=requestTimeout, idleTimeout=idleTimeout,
-            maxLineLength=maxLineLength, reactor=reactor)
+            maxLineLength=maxLineLength, maxBufferedBytes=maxBufferedBytes, reactor=reactor)
         self._reactor: Any = self.factory.clock
         self._connector: Optional[IConnector] = None
         self._waiting: List[Deferred[None]] = []

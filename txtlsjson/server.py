@@ -18,6 +18,7 @@ from txtlsjson.codec import JSONObject
 from txtlsjson.errors import NotConnected, TLSJSONError
 from txtlsjson.events import EventEmitter, Responder, unexpectedEnd
 from txtlsjson.protocol import (
+    DEFAULT_MAX_BUFFERED_BYTES,
     DEFAULT_MAX_LINE_LENGTH,
     TLSJSONServerFactory,
     TLSJSONServerProtocol,
@@ -106,6 +107,9 @@ class Server(EventEmitter):
         keepAliveTimeout: float = 5.0,
         authTimeout: float = 10.0,
         maxLineLength: int = DEFAULT_MAX_LINE_LENGTH,
+        maxBufferedBytes: int = DEFAULT_MAX_BUFFERED_BYTES,
+        authFailureDelay: float = 1.0,
+        authFailureMaxDelay: float = 16.0,
         reactor: Optional[IReactorTime] = None,
     ) -> None:
         """
@@ -133,7 +137,9 @@ class Server(EventEmitter):
         self.factory = _ServerFactory(
             self, password, requestTimeout=requestTimeout,
             keepAliveInterval=keepAliveInterval, keepAliveTimeout=keepAliveTimeout,
-            authTimeout=authTimeout, maxLineLength=maxLineLength, reactor=reactor)
+            authTimeout=authTimeout, maxLineLength=maxLineLength,
+            maxBufferedBytes=maxBufferedBytes, authFailureDelay=authFailureDelay,
+            authFailureMaxDelay=authFailureMaxDelay, reactor=reactor)
         self._reactor: Any = self.factory.clock
         self._connections: Dict[int, _ServerProtocol] = {}
         self._nextId = 0

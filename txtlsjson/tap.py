@@ -19,7 +19,7 @@ from typing import Any, List, Tuple
 from twisted.application.service import IService
 from twisted.python import usage
 
-from txtlsjson.protocol import DEFAULT_MAX_LINE_LENGTH
+from txtlsjson.protocol import DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_LINE_LENGTH
 
 #: What C{--dev} uses, relative to the current directory (a checkout).
 DEV_CERTIFICATE = Path("certs") / "localhost.crt"
@@ -40,6 +40,13 @@ def _port(value: str) -> int:
     number = int(value)
     if not 0 <= number <= 65535:
         raise ValueError(f"{value!r} is not a port number (0-65535; 0 picks a free one)")
+    return number
+
+
+def _size(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"{value!r} is not a number of bytes >= 0")
     return number
 
 
@@ -88,6 +95,12 @@ class Options(usage.Options):
          _seconds],
         ["max-line-length", None, DEFAULT_MAX_LINE_LENGTH,
          "Longest message in bytes.", _positive],
+        ["max-buffered-bytes", None, DEFAULT_MAX_BUFFERED_BYTES,
+         "Bytes that may wait for a client that stopped reading before it is dropped "
+         "(0: no limit).", _size],
+        ["auth-failure-delay", None, 1.0, "Seconds the next answer to an address waits "
+         "after a wrong password from it, doubling per failure (0: no wait).", _seconds],
+        ["auth-failure-max-delay", None, 16.0, "Longest such wait.", _seconds],
     ]
 
     def __init__(self) -> None:
@@ -200,6 +213,9 @@ def makeService(options: Options) -> IService:
         keepAliveTimeout=options["keepalive-timeout"],
         authTimeout=options["auth-timeout"],
         maxLineLength=options["max-line-length"],
+        maxBufferedBytes=options["max-buffered-bytes"],
+        authFailureDelay=options["auth-failure-delay"],
+        authFailureMaxDelay=options["auth-failure-max-delay"],
     )
     if options["handler"]:
         try:
