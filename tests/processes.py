@@ -6,6 +6,7 @@ time.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,7 +98,12 @@ class RunningProcess(ProcessProtocol):
             getattr(value, "exitCode", None), getattr(value, "signal", None)))
 
     def signal(self, name: str) -> None:
-        self.transport.signalProcess(name)  # type: ignore[union-attr]
+        """
+        Send signal C{name} ("TERM", "CONT", ...), unless the process ended.
+        """
+        if self.ended.called:
+            return
+        self.transport.signalProcess(getattr(signal, f"SIG{name}"))  # type: ignore[union-attr]
 
 
 def spawn(argv: Sequence[str], stdin: Optional[bytes] = None,

@@ -48,8 +48,11 @@ if TYPE_CHECKING:
 DEFAULT_MAX_LINE_LENGTH = 32 * 1024 * 1024
 
 #: Default limit of what may wait for a peer that stopped reading, on top
-#: of the transport's own buffer.
-DEFAULT_MAX_BUFFERED_BYTES = 16 * 1024 * 1024
+#: of the transport's own buffer.  It counts everything written within one
+#: reactor turn while the transport is full, so it stays well above
+#: L{DEFAULT_MAX_LINE_LENGTH}: a healthy peer sent a burst of large
+#: messages is not mistaken for a stalled one.
+DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 
 #: Longest line accepted before authentication: only the password step
 #: happens then, so an unauthenticated peer cannot make the server buffer
