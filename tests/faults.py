@@ -191,7 +191,8 @@ class RawLines(protocol.Protocol):
 
     def __init__(self) -> None:
         self.received = b""
-        self.ended: Deferred[Failure] = Deferred()
+        self.ended: Deferred[None] = Deferred()
+        self.reason: Optional[Failure] = None
         self._waiting: List[Any] = []
 
     def dataReceived(self, data: bytes) -> None:
@@ -213,7 +214,8 @@ class RawLines(protocol.Protocol):
         for _, d in self._waiting:
             d.errback(reason)
         self._waiting = []
-        self.ended.callback(reason)
+        self.reason = reason
+        self.ended.callback(None)
 
 
 class Firehose:

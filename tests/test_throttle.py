@@ -243,3 +243,18 @@ def test_backpressureDisabled() -> None:
     """
     _, transport = authenticatedServer(Clock(), maxBufferedBytes=0)
     assert transport.producer is None
+
+
+def test_refusedPeerReadAgain() -> None:
+    """
+    After a delayed refusal the connection reads again, so that the peer's
+    close (its TLS close_notify) is seen and the close completes.
+    """
+    clock = Clock()
+    factory = TLSJSONServerFactory("pw", reactor=clock, authFailureDelay=1)
+    attempt(factory, "10.0.0.1", b'{"password":"x"}\n')
+    _, transport, _ = attempt(factory, "10.0.0.1", b'{"password":"y"}\n')
+    assert transport.producerState == "paused"
+    clock.advance(1)
+    assert transport.value() == b'{"error":"incorrect password"}\n'
+    assert transport.producerState == "producing"

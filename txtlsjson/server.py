@@ -73,6 +73,10 @@ class _ServerFactory(TLSJSONServerFactory):
         self.server = server
 
 
+#: Listen backlog of L{Server.listen} and C{twistd tlsjson --port}.
+DEFAULT_BACKLOG = 1024
+
+
 class Server(EventEmitter):
     """
     A tls-json server.
@@ -154,12 +158,17 @@ class Server(EventEmitter):
     def _unregister(self, protocol: _ServerProtocol) -> None:
         self._connections.pop(protocol.connectionId, None)
 
-    def listen(self, port: int = 0, interface: str = "") -> "Deferred[IListeningPort]":
+    def listen(self, port: int = 0, interface: str = "",
+               backlog: int = DEFAULT_BACKLOG) -> "Deferred[IListeningPort]":
         """
         Start accepting TLS connections on a TCP port.
 
         @param port: the TCP port; C{0} picks a free one (see L{port}).
         @param interface: the address to bind; all by default.
+        @param backlog: how many connections the kernel may hold for
+            accepting (capped by C{net.core.somaxconn}); many clients
+            reconnecting at once after a restart need more than Twisted's
+            default of 50.
         @return: a Deferred that fires with the listening port, or fails
             (e.g. C{CannotListenError} for a port in use).
         """
@@ -167,7 +176,8 @@ class Server(EventEmitter):
             return fail(TLSJSONError(
                 "no certificate: give certificate and privateKey (or tlsOptions) "
                 "to Server(), or listen through an ssl: endpoint with listenOn()"))
-        endpoint = SSL4ServerEndpoint(self._reactor, port, self._tlsOptions, interface=interface)
+        endpoint = SSL4ServerEndpoint(self._reactor, port, self._tlsOptions, backlog=backlog,
+                                      interface=interface)
         return self.listenOn(endpoint)
 
     def listenOn(self, endpoint: IStreamServerEndpoint) -> "Deferred[IListeningPort]":

@@ -457,9 +457,12 @@ class ServerSession(Session):
         assert self._throttle is not None
         self._throttle.finished(self._peerKey, matched)
         held, self._held = self._held, None
-        if held is not None and matched:
+        if held is not None:
+            # Read again either way: a refused peer's close must be read for
+            # the close to complete.
             self._transport.resumeReading()
-            self.linesReceived(held)
+            if matched:
+                self.linesReceived(held)
 
     def _checkPassword(self, password: object) -> bool:
         """

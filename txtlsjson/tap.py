@@ -181,7 +181,7 @@ def makeService(options: Options) -> IService:
     from txtlsjson.errors import TLSConfigurationError
     from txtlsjson.handler import EchoHandler, HandlerError, attachHandler, loadHandler
     from txtlsjson.password import PasswordError, loadPassword
-    from txtlsjson.server import Server
+    from txtlsjson.server import DEFAULT_BACKLOG, Server
     from txtlsjson.service import TLSJSONService, logServerEvents
     from txtlsjson.tls import serverTLSOptions
 
@@ -199,7 +199,8 @@ def makeService(options: Options) -> IService:
             raise _fail(str(e)) from None
         where = f"{options['interface'] or '*'}:{options['port']}"
         endpoints.append((f"TLS port {where}", SSL4ServerEndpoint(
-            reactor, options["port"], tlsOptions, interface=options["interface"])))
+            reactor, options["port"], tlsOptions, backlog=DEFAULT_BACKLOG,
+            interface=options["interface"])))
     for description in options["listen"]:
         try:
             endpoints.append((description, serverFromString(reactor, description)))
