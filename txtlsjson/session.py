@@ -453,16 +453,17 @@ class ServerSession(Session):
 
     def _checkThrottled(self, password: object) -> None:
         self._attempt = None
+        held, self._held = self._held, None
+        if held is not None:
+            # Read again either way, and before answering (a transport being
+            # closed may not resume): a refused peer's close must be read for
+            # the close to complete.
+            self._transport.resumeReading()
         matched = self._checkPassword(password)
         assert self._throttle is not None
         self._throttle.finished(self._peerKey, matched)
-        held, self._held = self._held, None
-        if held is not None:
-            # Read again either way: a refused peer's close must be read for
-            # the close to complete.
-            self._transport.resumeReading()
-            if matched:
-                self.linesReceived(held)
+        if held and matched:
+            self.linesReceived(held)
 
     def _checkPassword(self, password: object) -> bool:
         """
