@@ -42,6 +42,7 @@ class RunningProcess(ProcessProtocol):
     """
 
     stdin: Optional[bytes] = None
+    limit: float = PROCESS_LIMIT
     out: List[bytes] = field(default_factory=list)
     err: List[bytes] = field(default_factory=list)
     ended: "Deferred[Outcome]" = field(default_factory=Deferred)
@@ -51,7 +52,7 @@ class RunningProcess(ProcessProtocol):
         if self.stdin is not None:
             self.transport.write(self.stdin)  # type: ignore[union-attr]
             self.transport.closeStdin()  # type: ignore[union-attr]
-        self._killer = reactor.callLater(PROCESS_LIMIT, self._kill)  # type: ignore[attr-defined]
+        self._killer = reactor.callLater(self.limit, self._kill)  # type: ignore[attr-defined]
 
     def _kill(self) -> None:
         self.transport.signalProcess("KILL")  # type: ignore[union-attr]
@@ -107,14 +108,16 @@ class RunningProcess(ProcessProtocol):
 
 
 def spawn(argv: Sequence[str], stdin: Optional[bytes] = None,
-          env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None) -> RunningProcess:
+          env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None,
+          limit: float = PROCESS_LIMIT) -> RunningProcess:
     """
-    Start C{argv} (its first item an executable path).
+    Start C{argv} (its first item an executable path); it is killed if it
+    runs longer than C{limit} seconds.
     """
     environment = dict(os.environ)
     environment.pop("TLSJSON_PASSWORD", None)
     environment.update(env or {})
-    process = RunningProcess(stdin=stdin)
+    process = RunningProcess(stdin=stdin, limit=limit)
     reactor.spawnProcess(  # type: ignore[attr-defined]
         process, argv[0], list(argv), env=environment, path=str(cwd or REPOSITORY))
     return process
@@ -129,9 +132,9 @@ def tlsjson(*args: str, stdin: Optional[bytes] = None,
 
 
 def twistd(*args: str, env: Optional[Dict[str, str]] = None,
-           cwd: Optional[Path] = None) -> RunningProcess:
+           cwd: Optional[Path] = None, limit: float = PROCESS_LIMIT) -> RunningProcess:
     """
     Start the real C{twistd} of this Python environment.
     """
     executable = Path(sys.executable).parent / "twistd"
-    return spawn([str(executable), *args], env=env, cwd=cwd)
+    return spawn([str(executable), *args], env=env, cwd=cwd, limit=limit)
