@@ -258,7 +258,7 @@ async def runSoak(reactor: Any, clients: int, seconds: float, flakyFraction: flo
     }
 
 
-def check(report: Dict[str, Any], rssSlack: int = 64 * 1024 * 1024) -> List[str]:
+def check(report: Dict[str, Any], rssSlack: int = 32 * 1024 * 1024) -> List[str]:
     """
     @return: what the report shows to be wrong (nothing, if all is well).
     """

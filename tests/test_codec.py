@@ -100,6 +100,15 @@ def test_circularRefused() -> None:
         encodeObject(message)
 
 
+def test_nestingLimitExact() -> None:
+    """
+    Nesting up to L{MAX_NESTING} is accepted, whatever the call stack; brackets
+    inside strings do not count.
+    """
+    assert decodeLine(b'{"a":' + b"[" * 511 + b"]" * 511 + b"}") is not None
+    assert decodeLine(b'{"a":"' + b"[" * 5000 + b'"}') == {"a": "[" * 5000}
+
+
 def test_decode() -> None:
     """
     A line decodes to its object; a trailing C{\\r} and whitespace are fine.
@@ -122,8 +131,9 @@ def test_decode() -> None:
     (b"null", "null, not a JSON object"),
     (b'"s"', "a string, not a JSON object"),
     (b"true", "a boolean, not a JSON object"),
-    (b"[" * 100000, "nested too deeply"),
-    (b'{"a":' * 100000, "nested too deeply"),
+    (b"[" * 100000, "nested more than 512 deep"),
+    (b'{"a":' * 100000, "nested more than 512 deep"),
+    (b'{"a":' + b"[" * 513 + b"]" * 513 + b"}", "nested more than 512 deep"),
     (b"", "not valid JSON"),
 ])
 def test_decodeRefusals(line: bytes, fragment: str) -> None:

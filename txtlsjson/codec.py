@@ -11,7 +11,9 @@ would break the framing or the peer.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict
+import os
+import re
+from typing import Any, Callable, Dict
 
 from txtlsjson.errors import InvalidMessage, InvalidOutgoingMessage, ReservedKeyError
 
@@ -28,6 +30,29 @@ RESERVED_KEYS = frozenset((REQUEST_ID, RESPONSE_ID, PING, PONG))
 
 #: The largest id a JavaScript peer can hold exactly (C{Number.MAX_SAFE_INTEGER}).
 MAX_SAFE_INTEGER = 2**53 - 1
+
+#: The deepest nesting of arrays and objects accepted in a received line.
+#: Fixed, so that both codecs (and any call stack) agree on what is too
+#: deep; the standard library's own limit depends on the stack in use.
+MAX_NESTING = 512
+
+_brackets = re.compile(rb"[\[\]{}]").finditer
+_strings = re.compile(rb'"(?:[^"\\]|\\.)*"').sub
+
+
+def _checkNesting(line: bytes) -> None:
+    # Counting brackets is cheap; only a line with many of them is scanned.
+    if line.count(b"[") + line.count(b"{") <= MAX_NESTING:
+        return
+    depth = 0
+    for bracket in _brackets(_strings(b"", line)):
+        if bracket.group() in b"[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise InvalidMessage(
+                    f"line is JSON nested more than {MAX_NESTING} deep")
+        else:
+            depth -= 1
 
 
 def _refuseConstant(name: str) -> Any:
@@ -54,6 +79,93 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
+def _decodeStandard(line: bytes) -> Any:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidMessage(f"line is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    try:
+        return _decode(text)
+    except RecursionError:
+        raise InvalidMessage("line is JSON nested too deeply to decode") from None
+    except ValueError as e:
+        raise InvalidMessage(f"line is not valid JSON ({e})") from None
+
+
+def _encodeStandard(obj: Any) -> bytes:
+    try:
+        text = _encode(obj)
+    except RecursionError:
+        raise InvalidOutgoingMessage("message is nested too deeply to encode") from None
+    except (TypeError, ValueError) as e:
+        raise InvalidOutgoingMessage(f"message cannot be encoded as JSON: {e}") from None
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidOutgoingMessage(
+            "message contains a lone surrogate, which is not valid UTF-8") from None
+
+
+_decodeAny: Callable[[bytes], Any] = _decodeStandard
+_encodeAny: Callable[[Any], bytes] = _encodeStandard
+
+#: The codec in use: C{"orjson"} with the C{fast} extra installed, else
+#: C{"json"} (the standard library).  Both decode to the same objects and
+#: refuse the same input with the same errors; they encode the same bytes
+#: except for the notation of some floats (the same value and digits:
+#: C{0.000035} against C{3.5e-05}), and orjson also encodes C{uuid.UUID}
+#: and C{Enum} members, which json refuses.  Set C{TXTLSJSON_CODEC=json} to
+#: use the standard library anyway.
+CODEC = "json"
+
+try:
+    import orjson
+except ImportError:  # the standard library serves alone
+    orjson = None  # type: ignore[assignment]
+
+if orjson is not None:
+    _orjsonLoads = orjson.loads
+    _orjsonDumps = orjson.dumps
+    _OrjsonError = orjson.JSONDecodeError
+    _OrjsonEncodeError = orjson.JSONEncodeError
+    # Where orjson could differ from the standard library, the standard
+    # library decides: a run of 19 digits (orjson reads integers beyond 64
+    # bits, such as -2**63-1, as floats); and, when encoding, null (orjson
+    # writes NaN and Infinity as null where json refuses them).  Both
+    # searches are linear and rarely match; a match only means the slower,
+    # standard path is taken.  Floats keep their shortest round-trip digits
+    # either way; only the notation may differ (0.000035 against 3.5e-05).
+    _bigNumber = re.compile(rb"[0-9]{19}").search
+    _mayDiffer = re.compile(rb"null").search
+    _options = (orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME
+                | orjson.OPT_PASSTHROUGH_DATACLASS)
+
+    def _refuse(obj: Any) -> Any:
+        raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+    def _decodeFast(line: bytes) -> Any:
+        if _bigNumber(line) is None:
+            try:
+                return _orjsonLoads(line)
+            except _OrjsonError:
+                pass
+        return _decodeStandard(line)
+
+    def _encodeFast(obj: Any) -> bytes:
+        try:
+            data: bytes = _orjsonDumps(obj, default=_refuse, option=_options)
+        except _OrjsonEncodeError:
+            return _encodeStandard(obj)
+        if _mayDiffer(data) is not None:
+            return _encodeStandard(obj)
+        return data
+
+    if os.environ.get("TXTLSJSON_CODEC", "").lower() != "json":
+        CODEC = "orjson"
+        _decodeAny = _decodeFast
+        _encodeAny = _encodeFast
+
+
 def decodeLine(line: bytes) -> JSONObject:
     """
     Decode one received line (without its C{\\n}) into a JSON object.
@@ -63,21 +175,13 @@ def decodeLine(line: bytes) -> JSONObject:
     @param line: the raw bytes of one line.
     @return: the decoded object.
     @raise InvalidMessage: if the line is not UTF-8, not JSON, not a JSON
-        object, or nested too deeply to decode.
+        object, or nested more than L{MAX_NESTING} deep.
     """
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InvalidMessage(f"line is not valid UTF-8 ({e.reason} at byte {e.start})") from None
-    try:
-        obj = _decode(text)
-    except RecursionError:
-        raise InvalidMessage("line is JSON nested too deeply to decode") from None
-    except ValueError as e:
-        raise InvalidMessage(f"line is not valid JSON ({e})") from None
+    _checkNesting(line)
+    obj = _decodeAny(line)
     if type(obj) is not dict:
         raise InvalidMessage(f"line is {_describe(obj)}, not a JSON object")
-    return obj
+    return obj  # type: ignore[no-any-return]
 
 
 def encodeObject(obj: JSONObject) -> bytes:
@@ -90,22 +194,11 @@ def encodeObject(obj: JSONObject) -> bytes:
         encoded as valid JSON in UTF-8 (unserialisable values, NaN or
         Infinity, circular references, lone surrogates).
     """
-    if type(obj) is not dict and not isinstance(obj, dict):
+    if not isinstance(obj, dict):
         raise InvalidOutgoingMessage(
             f"a message must be a dict (a JSON object), not {type(obj).__name__}"
         )
-    try:
-        text = _encode(obj)
-    except RecursionError:
-        raise InvalidOutgoingMessage("message is nested too deeply to encode") from None
-    except (TypeError, ValueError) as e:
-        raise InvalidOutgoingMessage(f"message cannot be encoded as JSON: {e}") from None
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidOutgoingMessage(
-            "message contains a lone surrogate, which is not valid UTF-8"
-        ) from None
+    return _encodeAny(obj)
 
 
 def encodeMessage(obj: JSONObject) -> bytes:

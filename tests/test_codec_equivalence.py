@@ -1,0 +1,189 @@
+"""
+The fast codec (orjson, the C{fast} extra) and the standard library's give
+the same results over a large generated corpus of good and bad input: the
+same objects decoded, the same errors, and the same bytes on the wire --
+but for the notation of floats (same value, same digits) and orjson's
+encoding of UUIDs and Enum members, both documented.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+import uuid
+from enum import Enum
+from typing import Any, Callable, List
+
+from txtlsjson import codec
+from txtlsjson.errors import InvalidMessage, InvalidOutgoingMessage
+
+
+FAST = getattr(codec, "_encodeFast", None)
+
+
+def test_fastCodecInstalledForTheSuite() -> None:
+    """
+    The test extras install orjson, so that both codecs are compared here
+    (the suite does not pass silently without it); it is the codec in use
+    unless C{TXTLSJSON_CODEC=json} says otherwise.
+    """
+    assert FAST is not None
+    expected = "json" if os.environ.get("TXTLSJSON_CODEC") == "json" else "orjson"
+    assert codec.CODEC == expected
+
+
+def outcome(function: Callable[[Any], Any], value: Any) -> Any:
+    try:
+        return ("ok", function(value))
+    except (InvalidMessage, InvalidOutgoingMessage) as e:
+        return ("error", type(e), str(e))
+
+
+STRINGS = ["", "x", "h\u00e9llo", "\u4e16\u754c", "\U0001f600", "a\nb\r\t\"\\",
+           "\x00\x01\x1f", "\u2028\u2029", "\ud800", "\udfff", "null", "1e5", "e",
+           "123456789012345678901234", "\ufeff"]
+FLOATS = [0.0, -0.0, 0.1, 1.5, 1e16, 1e-7, 1e-5, 1.5e300, 5e-324, 1.7976931348623157e308,
+          123456789.123, 2.5e-3, 1e22, 1e21, 3.14159, float("nan"), float("inf"), -float("inf")]
+INTS = [0, 1, -1, 2**31, 2**53 - 1, 2**53 + 1, 2**63 - 1, 2**63, 2**64 - 1, 2**64, -2**63,
+        -2**63 - 1, 10**30, -10**30]
+
+
+def randomValue(rng: random.Random, depth: int = 0) -> Any:
+    kind = rng.randrange(9 if depth < 4 else 6)
+    if kind == 0:
+        return rng.choice(STRINGS) + rng.choice(STRINGS)
+    if kind == 1:
+        return rng.choice(FLOATS) if rng.random() < 0.5 else rng.uniform(-1e6, 1e6) * 10 ** rng.randint(-30, 30)
+    if kind == 2:
+        return rng.choice(INTS) if rng.random() < 0.5 else rng.randint(-10**6, 10**6)
+    if kind == 3:
+        return rng.choice([True, False, None])
+    if kind == 4:
+        return rng.choice([(1, 2), uuid.UUID(int=7), Enum("E", "A").A, {1: 2}, {None: 1},
+                           {1.5: 2}, {True: 3}, object(), b"bytes", {"k": {2}}])
+    if kind == 5:
+        return rng.choice(STRINGS)
+    if kind == 6:
+        return [randomValue(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    return {rng.choice(STRINGS): randomValue(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+
+
+KNOWN_DIFFERENCE = (uuid.UUID, Enum)
+
+
+def involvesKnownDifference(value: Any) -> bool:
+    if isinstance(value, KNOWN_DIFFERENCE):
+        return True
+    if isinstance(value, dict):
+        return any(involvesKnownDifference(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(involvesKnownDifference(v) for v in value)
+    return False
+
+
+def test_encodingIdentical() -> None:
+    """
+    Over 20,000 generated objects, both encoders produce the same bytes or
+    the same error -- except the documented differences: a float may be
+    written in another notation (the same value and digits), and orjson also
+    encodes uuid.UUID values and Enum members, which json refuses.
+    """
+    rng = random.Random(1126)
+    compared = differences = notations = 0
+    for _ in range(20000):
+        value = {"v": randomValue(rng)}
+        standard = outcome(codec._encodeStandard, value)
+        fast = outcome(FAST, value)  # type: ignore[arg-type]
+        if involvesKnownDifference(value) and standard[0] == "error":
+            differences += 1
+            continue
+        if fast != standard:
+            assert fast[0] == standard[0] == "ok", value
+            assert same(json.loads(fast[1]), json.loads(standard[1])), value
+            assert digits(fast[1]) == digits(standard[1]), value
+            notations += 1
+        compared += 1
+    assert compared > 15000 and differences > 0 and notations > 0
+
+
+def digits(data: bytes) -> List[bytes]:
+    """
+    The significant digits of each number in C{data}, notation aside.
+    """
+    return [re.sub(rb"[.]", b"", m.group(1)).strip(b"0")
+            for m in re.finditer(rb"-?([0-9.]+)(?:[eE][-+]?[0-9]+)?", data)]
+
+
+def test_knownDifference() -> None:
+    """
+    The documented difference, pinned down.
+    """
+    value = {"id": uuid.UUID(int=1)}
+    assert outcome(codec._encodeStandard, value)[0] == "error"
+    assert FAST(value) == b'{"id":"00000000-0000-0000-0000-000000000001"}'  # type: ignore[misc]
+
+
+def lines(rng: random.Random) -> List[bytes]:
+    corpus = [b"", b"{}", b"[]", b"null", b"1", b'"s"', b'{"a":NaN}', b'{"a":Infinity}',
+              b'{"a":-Infinity}', b'{"a":1e400}', b'{"a":-0}', b'{"a":1E5}', b'{"a":1e-7}',
+              b'{"a":12345678901234567890}', b'{"a":123456789012345678901234567890}',
+              b'{"a":"\\ud800"}', b'{"a":"\\udc00\\ud800"}', b'{"a":"\\ud83d\\ude00"}',
+              b'{"a":"\xff"}', b'{"a":"\xed\xa0\x80"}', b'{"a":"\xf0\x9f\x98\x80"}',
+              b"\xef\xbb\xbf{}", b'{"a":1,"a":2}', b'{"a":1} ', b' {"a":1}\r', b'{"a":1}x',
+              b'{"a":"\x01"}', b'{"a":"\t"}', b"[" * 2000, b"[" * 1000 + b"]" * 1000,
+              b'{"a":' * 600 + b"1" + b"}" * 600, b"[" * 512 + b"]" * 512,
+              b"[" * 513 + b"]" * 513, b'["' + b"[" * 600 + b'"]', b'{"a":01}', b'{"a":.5}', b'{"a":5.}',
+              b'{"a":+1}', b'{"a":0x10}', b"{'a':1}", b'{"a":true,}', b'{"a":[1,]}',
+              b'{"a":"\\u00e9\\u4e16"}', b'{"a":1.0000000000000002}', b'{"a":5e-324}',
+              b'{"a":2.2250738585072014e-308}', b'{"a":9007199254740993}']
+    for _ in range(3000):
+        value = {"v": randomValue(rng)}
+        try:
+            corpus.append(codec._encodeStandard(value))
+        except InvalidOutgoingMessage:
+            pass
+    for _ in range(2000):
+        base = bytearray(rng.choice(corpus) or b"{}")
+        for _ in range(rng.randint(1, 3)):
+            if base:
+                base[rng.randrange(len(base))] = rng.randrange(256)
+        corpus.append(bytes(base))
+    return corpus
+
+
+def test_decodingIdentical() -> None:
+    """
+    Over thousands of lines, valid and mangled, both decoders return equal
+    objects (NaN compared as NaN) or the same error.
+    """
+    for line in lines(random.Random(2611)):
+        standard = outcome(lambda b: decodeWith(codec._decodeStandard, b), line)
+        fast = outcome(lambda b: decodeWith(codec._decodeFast, b), line)  # type: ignore[attr-defined]
+        assert same(fast, standard), line
+
+
+def decodeWith(decoder: Callable[[bytes], Any], line: bytes) -> Any:
+    """
+    L{codec.decodeLine} with the given decoder.
+    """
+    original = codec._decodeAny
+    codec._decodeAny = decoder
+    try:
+        return codec.decodeLine(line)
+    finally:
+        codec._decodeAny = original
+
+
+def same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return a == b  # type: ignore[no-any-return]
