@@ -8,22 +8,23 @@ connection is lost, and each is timed out through the injected clock.
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from txtlsjson.codec import JSONObject
 from txtlsjson.errors import RequestTimeout
 
 
-def _timedOut(result: object, timeout: float) -> object:
-    raise RequestTimeout()
-
-
 class PendingRequests:
     """
     Outstanding requests of one connection, keyed by request id.
+
+    Timeouts cost one timer per connection, not one per request: requests
+    are kept in the order they were issued, which (with one timeout for
+    all) is the order of their deadlines, so a single timer set for the
+    oldest deadline finds every expired request at the front.
 
     @ivar nextId: the id the next L{issue} call will use.
     """
@@ -36,7 +37,9 @@ class PendingRequests:
         """
         self._clock = clock
         self._timeout = timeout
-        self._pending: Dict[int, "Deferred[JSONObject]"] = {}
+        # id -> (Deferred, deadline), in the order issued.
+        self._pending: Dict[int, Tuple["Deferred[JSONObject]", float]] = {}
+        self._timer: Optional[IDelayedCall] = None
         self.nextId = 1
 
     def __len__(self) -> int:
@@ -55,16 +58,42 @@ class PendingRequests:
         """
         ident = self.nextId
         self.nextId = ident + 1
-        pending = self._pending
-
-        def forget(d: "Deferred[JSONObject]") -> None:
-            pending.pop(ident, None)
-
-        d: "Deferred[JSONObject]" = Deferred(forget)
-        pending[ident] = d
-        if self._timeout > 0:
-            d.addTimeout(self._timeout, self._clock, onTimeoutCancel=_timedOut)
+        d: "Deferred[JSONObject]" = Deferred(lambda d: self._forget(ident))
+        timeout = self._timeout
+        if timeout > 0:
+            self._pending[ident] = (d, self._clock.seconds() + timeout)
+            if self._timer is None:
+                self._timer = self._clock.callLater(timeout, self._expire)
+        else:
+            self._pending[ident] = (d, 0.0)
         return d
+
+    def _forget(self, ident: int) -> None:
+        self._pending.pop(ident, None)
+        if not self._pending:
+            self._stopTimer()
+
+    def _stopTimer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = self._clock.seconds()
+        pending = self._pending
+        expired = []
+        for ident, (_, deadline) in pending.items():
+            if deadline > now:
+                break
+            expired.append(ident)
+        deferreds = [pending.pop(ident)[0] for ident in expired]
+        if pending:
+            oldest = next(iter(pending.values()))[1]
+            self._timer = self._clock.callLater(max(0.0, oldest - now), self._expire)
+        # Errbacks last: they may issue, answer or cancel other requests.
+        for d in deferreds:
+            d.errback(RequestTimeout())
 
     def resolve(self, ident: object, response: JSONObject) -> bool:
         """
@@ -73,16 +102,20 @@ class PendingRequests:
         @return: C{False} if no such request is pending (never issued,
             answered already, timed out or cancelled).
         """
-        d = self._pending.pop(ident, None)  # type: ignore[call-overload]
-        if d is None:
+        entry = self._pending.pop(ident, None)  # type: ignore[call-overload]
+        if entry is None:
             return False
-        d.callback(response)
+        if not self._pending:
+            self._stopTimer()
+        entry[0].callback(response)
         return True
 
     def failAll(self, error: Exception) -> None:
         """
-        Errback every pending request with C{error} and forget them all.
+        Errback every pending request with C{error}, forget them all, and
+        stop the timer.
         """
         pending, self._pending = self._pending, {}
-        for d in pending.values():
+        self._stopTimer()
+        for d, _ in pending.values():
             d.errback(error)

@@ -1,0 +1,495 @@
+"""
+One side of a benchmark run: a server or a client process speaking one of
+three implementations over TLS on 127.0.0.1, running one workload.
+
+  - C{txtlsjson}: this package's tls-json-style Server and Client;
+  - C{amp}: Twisted's AMP over TLS, with typed commands;
+  - C{bare}: the ceiling -- JSON lines over Twisted's TLS with no password,
+    no events and no request table (responses come back in order), using
+    the same line splitter and JSON codec as txtlsjson.
+
+C{benchmarks/run.py} starts these processes; they are not meant to be run
+by hand, but can be:
+
+    python -m benchmarks.peer serve --impl bare --cert C --key K
+    python -m benchmarks.peer client --impl bare --port P --ca C --workload send
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable, Deque, Dict, List, Optional
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, ensureDeferred, gatherResults, maybeDeferred
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import deferLater, react
+from twisted.protocols import amp
+
+PASSWORD = "benchmark-password"
+
+#: The listen backlog of every implementation (txtlsjson's default), so
+#: that "many" compares the protocols, not Twisted's default backlog of 50.
+BACKLOG = 1024
+PAYLOAD = "x" * 64
+
+#: Workload sizes: (send count, rtt count, conc count, conc window).
+FULL = {"send": 100_000, "rtt": 20_000, "conc": 100_000, "window": 1000,
+        "big": [(1024 * 1024, 32), (16 * 1024 * 1024, 4)], "many": 5000}
+QUICK = {"send": 10_000, "rtt": 2_000, "conc": 10_000, "window": 1000,
+         "big": [(1024 * 1024, 4), (16 * 1024 * 1024, 1)], "many": 500}
+
+
+def rss() -> int:
+    """
+    This process's resident memory in bytes.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class Channel:
+    """
+    One connection as the workloads see it.
+    """
+
+    def send(self, message: Dict[str, Any]) -> None:
+        raise NotImplementedError()
+
+    def request(self, request: Dict[str, Any]) -> "Deferred[Dict[str, Any]]":
+        raise NotImplementedError()
+
+
+class Handler:
+    """
+    What each side does with what it receives: counts messages, echoes
+    requests, and runs workloads it is asked to run (the other direction).
+    """
+
+    def __init__(self, sizes: Dict[str, Any]) -> None:
+        self.sizes = sizes
+        self.count = 0
+
+    def message(self, message: Dict[str, Any]) -> None:
+        self.count += 1
+
+    def request(self, channel: Channel, request: Dict[str, Any]) -> Any:
+        op = request.get("op")
+        if op is None:
+            return request
+        if op == "count":
+            count, self.count = self.count, 0
+            return {"count": count}
+        if op == "len":
+            return {"len": len(request["data"])}
+        if op == "rss":
+            gc.collect()
+            return {"rss": rss()}
+        if op == "run":
+            return ensureDeferred(runWorkload(channel, request["workload"], self.sizes))
+        raise ValueError(f"unknown op {op!r}")
+
+
+# -- workloads -----------------------------------------------------------
+
+async def runWorkload(channel: Channel, workload: str, sizes: Dict[str, Any]) -> Dict[str, Any]:
+    """
+    Run C{workload} over C{channel} and return its figure.
+    """
+    if workload == "send":
+        n = sizes["send"]
+        start = time.perf_counter()
+        for i in range(n):
+            channel.send({"seq": i, "payload": PAYLOAD})
+            if i % 1000 == 999:
+                # Let the transport write and the peer read meanwhile.
+                await deferLater(reactor, 0, lambda: None)
+        counted = (await channel.request({"op": "count"}))["count"]
+        elapsed = time.perf_counter() - start
+        if counted != n:
+            raise AssertionError(f"sent {n} messages, {counted} arrived")
+        return {"value": n / elapsed, "unit": "msgs/s"}
+    if workload == "rtt":
+        n = sizes["rtt"]
+        start = time.perf_counter()
+        for i in range(n):
+            response = await channel.request({"seq": i, "payload": PAYLOAD})
+            if response["seq"] != i:
+                raise AssertionError(f"request {i} answered with {response}")
+        return {"value": n / (time.perf_counter() - start), "unit": "req/s"}
+    if workload == "conc":
+        n, window = sizes["conc"], sizes["window"]
+        done: Deferred[None] = Deferred()
+        state = {"issued": 0, "answered": 0}
+
+        def issue() -> None:
+            i = state["issued"]
+            state["issued"] += 1
+            channel.request({"seq": i, "payload": PAYLOAD}).addCallbacks(
+                answered, done.errback, callbackArgs=(i,))
+
+        def answered(response: Dict[str, Any], i: int) -> None:
+            if response["seq"] != i:
+                done.errback(AssertionError(f"request {i} answered with {response}"))
+                return
+            state["answered"] += 1
+            if state["issued"] < n:
+                issue()
+            elif state["answered"] == n and not done.called:
+                done.callback(None)
+
+        start = time.perf_counter()
+        for _ in range(min(window, n)):
+            issue()
+        await done
+        return {"value": n / (time.perf_counter() - start), "unit": "req/s"}
+    if workload.startswith("big"):
+        size = int(workload[3:]) * 1024 * 1024
+        repeats = dict(sizes["big"])[size]
+        data = "x" * size
+        start = time.perf_counter()
+        for _ in range(repeats):
+            answer = await channel.request({"op": "len", "data": data})
+            if answer["len"] != size:
+                raise AssertionError(f"{size} bytes sent, {answer} reported")
+        elapsed = time.perf_counter() - start
+        return {"value": size * repeats / elapsed / 1e6, "unit": "MB/s"}
+    raise ValueError(f"unknown workload {workload!r}")
+
+
+# -- txtlsjson -------------------------------------------------------------
+
+class _ServerSide(Channel):
+    def __init__(self, server: Any, connectionId: int) -> None:
+        self.server, self.connectionId = server, connectionId
+
+    def send(self, message: Dict[str, Any]) -> None:
+        self.server.send(self.connectionId, message)
+
+    def request(self, request: Dict[str, Any]) -> "Deferred[Dict[str, Any]]":
+        return self.server.request(self.connectionId, request)  # type: ignore[no-any-return]
+
+
+class _ClientSide(Channel):
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def send(self, message: Dict[str, Any]) -> None:
+        self.client.send(message)
+
+    def request(self, request: Dict[str, Any]) -> "Deferred[Dict[str, Any]]":
+        return self.client.request(request)  # type: ignore[no-any-return]
+
+
+def _answer(handler: Handler, channel: Channel, request: Dict[str, Any], res: Any) -> None:
+    result = handler.request(channel, request)
+    if isinstance(result, Deferred):
+        result.addCallback(res.send)
+    else:
+        res.send(result)
+
+
+def serveTxtlsjson(port: int, cert: str, key: str, handler: Handler) -> int:
+    from txtlsjson import Server
+
+    server = Server(PASSWORD, certificate=cert, privateKey=key, requestTimeout=600,
+                    maxLineLength=64 * 1024 * 1024, maxBufferedBytes=256 * 1024 * 1024)
+    channels: Dict[int, Channel] = {}
+    server.on("authenticated", lambda i, peer: channels.__setitem__(i, _ServerSide(server, i)))
+    server.on("close", lambda i: channels.pop(i, None))
+    server.on("message", lambda i, message: handler.message(message))
+    server.on("request", lambda i, request, res: _answer(handler, channels[i], request, res))
+    listening: List[Any] = []
+    server.listen(port, "127.0.0.1").addCallback(listening.append)
+    return server.port  # type: ignore[return-value]
+
+
+async def connectTxtlsjson(port: int, ca: str, handler: Handler) -> Channel:
+    from txtlsjson import Client
+
+    client = Client("localhost", port, PASSWORD, ca=[ca], requestTimeout=600,
+                    maxLineLength=64 * 1024 * 1024, maxBufferedBytes=256 * 1024 * 1024)
+    channel = _ClientSide(client)
+    client.on("message", handler.message)
+    client.on("request", lambda request, res: _answer(handler, channel, request, res))
+    await client.connect()
+    return channel
+
+
+# -- AMP -------------------------------------------------------------------
+
+class Message(amp.Command):
+    arguments = [(b"seq", amp.Integer()), (b"payload", amp.Unicode())]
+    requiresAnswer = False
+
+
+class Echo(amp.Command):
+    arguments = [(b"seq", amp.Integer()), (b"payload", amp.Unicode())]
+    response = [(b"seq", amp.Integer()), (b"payload", amp.Unicode())]
+
+
+class Control(amp.Command):
+    arguments = [(b"request", amp.Unicode())]
+    response = [(b"response", amp.Unicode())]
+
+
+class _AMPPeer(amp.AMP, Channel):
+    handler: Handler
+
+    def send(self, message: Dict[str, Any]) -> None:
+        self.callRemote(Message, seq=message["seq"], payload=message["payload"])
+
+    def request(self, request: Dict[str, Any]) -> "Deferred[Dict[str, Any]]":
+        if "op" in request:
+            return self.callRemote(Control, request=json.dumps(request)).addCallback(
+                lambda answer: json.loads(answer["response"]))
+        return self.callRemote(Echo, seq=request["seq"], payload=request["payload"])
+
+    @Message.responder
+    def _message(self, seq: int, payload: str) -> Dict[str, Any]:
+        self.handler.message({"seq": seq})
+        return {}
+
+    @Echo.responder
+    def _echo(self, seq: int, payload: str) -> Dict[str, Any]:
+        return {"seq": seq, "payload": payload}
+
+    @Control.responder
+    def _control(self, request: str) -> Any:
+        result = maybeDeferred(self.handler.request, self, json.loads(request))
+        return result.addCallback(lambda answer: {"response": json.dumps(answer)})
+
+
+def _tlsOptions(cert: str, key: str) -> Any:
+    from txtlsjson import serverTLSOptions
+
+    return serverTLSOptions(cert, key)
+
+
+def serveAMP(port: int, cert: str, key: str, handler: Handler) -> int:
+    factory = Factory.forProtocol(_AMPPeer)
+    original = factory.buildProtocol
+
+    def build(addr: Any) -> Any:
+        peer = original(addr)
+        peer.handler = handler
+        return peer
+
+    factory.buildProtocol = build  # type: ignore[method-assign]
+    return reactor.listenSSL(port, factory, _tlsOptions(cert, key),  # type: ignore[attr-defined,no-any-return]
+                             backlog=BACKLOG, interface="127.0.0.1").getHost().port
+
+
+async def _connectTLS(port: int, ca: str, protocol: Protocol) -> Any:
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, wrapClientTLS
+
+    from txtlsjson import clientTLSOptions
+
+    endpoint = wrapClientTLS(clientTLSOptions("localhost", [ca]),
+                             TCP4ClientEndpoint(reactor, "127.0.0.1", port))
+    return await connectProtocol(endpoint, protocol)
+
+
+async def connectAMP(port: int, ca: str, handler: Handler) -> Channel:
+    peer = _AMPPeer()
+    peer.handler = handler
+    await _connectTLS(port, ca, peer)
+    _noDelay(peer)
+    await _greet(peer)
+    return peer
+
+
+async def _greet(channel: Channel) -> None:
+    """
+    One round trip, so that a connection counts as made when its TLS
+    handshake is done and the peer answers -- as a txtlsjson client's
+    connect() waits for the password's answer.
+    """
+    await channel.request({"seq": -1, "payload": ""})
+
+
+def _noDelay(protocol: Any) -> None:
+    transport = protocol.transport
+    inner = getattr(transport, "transport", transport)
+    inner.setTcpNoDelay(True)
+
+
+# -- bare JSON lines ---------------------------------------------------------
+
+class _BarePeer(Protocol, Channel):
+    """
+    JSON lines over TLS and nothing else: requests are C{{"q": obj}} lines,
+    answered in order with C{{"r": obj}} lines.
+    """
+
+    handler: Handler
+
+    def connectionMade(self) -> None:
+        from txtlsjson.framing import LineBuffer
+
+        _noDelay(self)
+        self._lines = LineBuffer(64 * 1024 * 1024)
+        self._waiting: Deque[Deferred[Dict[str, Any]]] = deque()
+
+    def dataReceived(self, data: bytes) -> None:
+        from txtlsjson.codec import decodeLine
+
+        for line in self._lines.feed(data):
+            obj = decodeLine(line)
+            if "q" in obj:
+                result = self.handler.request(self, obj["q"])
+                if isinstance(result, Deferred):
+                    result.addCallback(self._reply)
+                else:
+                    self._reply(result)
+            elif "r" in obj:
+                self._waiting.popleft().callback(obj["r"])
+            else:
+                self.handler.message(obj)
+
+    def _reply(self, answer: Dict[str, Any]) -> None:
+        from txtlsjson.codec import encodeObject
+
+        self.transport.write(encodeObject({"r": answer}) + b"\n")  # type: ignore[union-attr]
+
+    def send(self, message: Dict[str, Any]) -> None:
+        from txtlsjson.codec import encodeObject
+
+        self.transport.write(encodeObject(message) + b"\n")  # type: ignore[union-attr]
+
+    def request(self, request: Dict[str, Any]) -> "Deferred[Dict[str, Any]]":
+        from txtlsjson.codec import encodeObject
+
+        d: Deferred[Dict[str, Any]] = Deferred()
+        self._waiting.append(d)
+        self.transport.write(encodeObject({"q": request}) + b"\n")  # type: ignore[union-attr]
+        return d
+
+
+def serveBare(port: int, cert: str, key: str, handler: Handler) -> int:
+    factory = Factory.forProtocol(_BarePeer)
+    original = factory.buildProtocol
+
+    def build(addr: Any) -> Any:
+        peer = original(addr)
+        peer.handler = handler
+        return peer
+
+    factory.buildProtocol = build  # type: ignore[method-assign]
+    return reactor.listenSSL(port, factory, _tlsOptions(cert, key),  # type: ignore[attr-defined,no-any-return]
+                             backlog=BACKLOG, interface="127.0.0.1").getHost().port
+
+
+async def connectBare(port: int, ca: str, handler: Handler) -> Channel:
+    peer = _BarePeer()
+    peer.handler = handler
+    await _connectTLS(port, ca, peer)
+    await _greet(peer)
+    return peer
+
+
+SERVE: Dict[str, Callable[..., int]] = {
+    "txtlsjson": serveTxtlsjson, "amp": serveAMP, "bare": serveBare}
+CONNECT: Dict[str, Callable[..., Any]] = {
+    "txtlsjson": connectTxtlsjson, "amp": connectAMP, "bare": connectBare}
+
+
+# -- many ----------------------------------------------------------------------
+
+async def runMany(impl: str, port: int, ca: str, sizes: Dict[str, Any]) -> Dict[str, Any]:
+    """
+    Hold C{sizes["many"]} authenticated connections at once: server memory
+    per connection, connect+auth rate, and one request round across all.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    n = sizes["many"]
+    control = await CONNECT[impl](port, ca, Handler(sizes))
+    await deferLater(reactor, 0.5, lambda: None)
+    before = (await control.request({"op": "rss"}))["rss"]
+    channels: List[Channel] = []
+    start = time.perf_counter()
+    pending = 0
+    batch = 100  # connection attempts in flight at once
+    attempts: List[Deferred[Any]] = []
+    for i in range(n):
+        d = ensureDeferred(CONNECT[impl](port, ca, Handler(sizes)))
+        d.addCallback(channels.append)
+        attempts.append(d)
+        pending += 1
+        if pending == batch:
+            await gatherResults(attempts)
+            attempts, pending = [], 0
+    await gatherResults(attempts)
+    connectRate = n / (time.perf_counter() - start)
+    await deferLater(reactor, 1.0, lambda: None)  # let the server settle
+    after = (await control.request({"op": "rss"}))["rss"]
+    start = time.perf_counter()
+    answers = await gatherResults([c.request({"seq": i, "payload": PAYLOAD})
+                                   for i, c in enumerate(channels)])
+    roundRate = n / (time.perf_counter() - start)
+    if [a["seq"] for a in answers] != list(range(n)):
+        raise AssertionError("a request of the round was answered wrongly")
+    return {"perConnection": (after - before) / n, "connectRate": connectRate,
+            "roundRate": roundRate, "unit": "bytes"}
+
+
+# -- command line --------------------------------------------------------------
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """
+    Serve, or run a workload as a client, printing one JSON line.
+    """
+    parser = argparse.ArgumentParser()
+    parser.add_argument("role", choices=["serve", "client", "many"])
+    parser.add_argument("--impl", choices=sorted(SERVE), required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
+    parser.add_argument("--ca")
+    parser.add_argument("--workload")
+    parser.add_argument("--reverse", action="store_true",
+                        help="have the server run the workload towards the client")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+
+    if args.role == "serve":
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        port = SERVE[args.impl](args.port, args.cert, args.key, Handler(sizes))
+        print(f"READY {port}", flush=True)
+        reactor.run()  # type: ignore[attr-defined]
+        return
+
+    async def client(_: Any) -> None:
+        if args.role == "many":
+            result = await runMany(args.impl, args.port, args.ca, sizes)
+        else:
+            channel = await CONNECT[args.impl](args.port, args.ca, Handler(sizes))
+            if args.reverse:
+                result = await channel.request({"op": "run", "workload": args.workload})
+            else:
+                result = await runWorkload(channel, args.workload, sizes)
+        print(json.dumps(result), flush=True)
+        os._exit(0)  # thousands of connections need no orderly goodbye
+
+    react(lambda r: ensureDeferred(client(r)))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    main()
