@@ -10,9 +10,8 @@ import pytest
 from txtlsjson.codec import (
     MAX_SAFE_INTEGER,
     decodeLine,
-    encodeMessage,
-    encodeObject,
-    encodeWithId,
+    encodeLine,
+    encodeMessageLine,
     isTruthy,
     isValidId,
 )
@@ -24,10 +23,10 @@ def test_encodeAsJSONStringify() -> None:
     Encoding is compact, keeps insertion order, and leaves non-ASCII
     characters as UTF-8, as C{JSON.stringify} does.
     """
-    assert encodeObject({"foo": "bar", "n": [1, 2.5, None, True]}) == (
-        b'{"foo":"bar","n":[1,2.5,null,true]}')
-    assert encodeObject({"t": "h\u00e9 \u4e16 \U0001f600"}) == (
-        '{"t":"h\u00e9 \u4e16 \U0001f600"}'.encode("utf-8"))
+    assert encodeLine({"foo": "bar", "n": [1, 2.5, None, True]}) == (
+        b'{"foo":"bar","n":[1,2.5,null,true]}\n')
+    assert encodeLine({"t": "h\u00e9 \u4e16 \U0001f600"}) == (
+        '{"t":"h\u00e9 \u4e16 \U0001f600"}\n'.encode("utf-8"))
 
 
 def test_newlineInStringEscaped() -> None:
@@ -35,15 +34,16 @@ def test_newlineInStringEscaped() -> None:
     A newline inside a string is escaped, so an encoded message never holds
     the delimiter.
     """
-    assert encodeObject({"t": "a\nb\r"}) == b'{"t":"a\\nb\\r"}'
+    assert encodeLine({"t": "a\nb\r"}) == b'{"t":"a\\nb\\r"}\n'
 
 
 def test_requestIdAppendedLast() -> None:
     """
     The id goes last, as the Node peer's C{obj.requestId = id} puts it.
     """
-    assert encodeWithId({"foo": "bar"}, "requestId", 1) == b'{"foo":"bar","requestId":1}'
-    assert encodeWithId({}, "responseId", 7) == b'{"responseId":7}'
+    assert encodeMessageLine({"foo": "bar"}, "requestId", 1) == b'{"foo":"bar","requestId":1}\n'
+    assert encodeMessageLine({}, "responseId", 7) == b'{"responseId":7}\n'
+    assert encodeMessageLine({"a": 1}) == b'{"a":1}\n'
 
 
 def test_callerObjectUntouched() -> None:
@@ -51,7 +51,7 @@ def test_callerObjectUntouched() -> None:
     Adding the id does not modify the caller's dict.
     """
     message = {"foo": "bar"}
-    encodeWithId(message, "requestId", 3)
+    encodeMessageLine(message, "requestId", 3)
     assert message == {"foo": "bar"}
 
 
@@ -61,9 +61,9 @@ def test_reservedKeysRefused(key: str) -> None:
     An application object holding a reserved key is refused, naming the key.
     """
     with pytest.raises(ReservedKeyError, match=key):
-        encodeMessage({"a": 1, key: 5})
+        encodeMessageLine({"a": 1, key: 5})
     with pytest.raises(ReservedKeyError, match=key):
-        encodeWithId({key: 5}, "requestId", 1)
+        encodeMessageLine({key: 5}, "requestId", 1)
 
 
 @pytest.mark.parametrize("value, fragment", [
@@ -78,7 +78,7 @@ def test_unencodableRefused(value: object, fragment: str) -> None:
     What C{JSON.parse} could not read back is refused with a clear error.
     """
     with pytest.raises(InvalidOutgoingMessage, match=fragment):
-        encodeObject({"v": value})
+        encodeLine({"v": value})
 
 
 @pytest.mark.parametrize("value", [[1], "x", 3, None])
@@ -87,7 +87,7 @@ def test_nonObjectRefused(value: object) -> None:
     Only dicts are messages.
     """
     with pytest.raises(InvalidOutgoingMessage, match="must be a dict"):
-        encodeMessage(value)  # type: ignore[arg-type]
+        encodeMessageLine(value)  # type: ignore[arg-type]
 
 
 def test_circularRefused() -> None:
@@ -97,7 +97,7 @@ def test_circularRefused() -> None:
     message: dict = {}
     message["self"] = message
     with pytest.raises(InvalidOutgoingMessage):
-        encodeObject(message)
+        encodeLine(message)
 
 
 def test_nestingLimitExact() -> None:

@@ -2,10 +2,18 @@
 JSON encoding and decoding of single wire messages, free of I/O.
 
 The Node.js peer writes C{JSON.stringify(obj) + "\\n"}: compact JSON, UTF-8,
-non-ASCII characters unescaped.  This module produces exactly those bytes
-(without the newline, which the framing adds) and reads any valid JSON object
-back, refusing what C{JSON.parse} would refuse (C{NaN}, C{Infinity}) and what
-would break the framing or the peer.
+non-ASCII characters unescaped.  This module produces exactly those bytes,
+newline included, and reads any valid JSON object back, refusing what
+C{JSON.parse} would refuse (C{NaN}, C{Infinity}) and what would break the
+framing or the peer.
+
+Two codecs give the same results: the standard library's C{json}, which
+always works, and C{orjson} (the C{fast} extra), used when installed unless
+C{TXTLSJSON_CODEC=json}.  Wherever orjson could differ, the standard library
+decides (see L{CODEC}).
+
+Big messages are touched as few times as possible: every pass over a 16 MiB
+line costs more than the whole of a small one.
 """
 
 from __future__ import annotations
@@ -13,11 +21,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional, Union
 
 from txtlsjson.errors import InvalidMessage, InvalidOutgoingMessage, ReservedKeyError
 
 JSONObject = Dict[str, Any]
+Line = Union[bytes, bytearray]
 
 REQUEST_ID = "requestId"
 RESPONSE_ID = "responseId"
@@ -40,19 +49,25 @@ _brackets = re.compile(rb"[\[\]{}]").finditer
 _strings = re.compile(rb'"(?:[^"\\]|\\.)*"').sub
 
 
-def _checkNesting(line: bytes) -> None:
-    # Counting brackets is cheap; only a line with many of them is scanned.
-    if line.count(b"[") + line.count(b"{") <= MAX_NESTING:
-        return
+def _measureNesting(line: Line) -> None:
+    """
+    Raise L{InvalidMessage} if C{line} nests deeper than L{MAX_NESTING}
+    (brackets inside strings do not count).
+    """
     depth = 0
     for bracket in _brackets(_strings(b"", line)):
         if bracket.group() in b"[{":
             depth += 1
             if depth > MAX_NESTING:
-                raise InvalidMessage(
-                    f"line is JSON nested more than {MAX_NESTING} deep")
+                raise InvalidMessage(f"line is JSON nested more than {MAX_NESTING} deep")
         else:
             depth -= 1
+
+
+def _checkNesting(line: Line) -> None:
+    # Counting brackets is cheap; only a line with many of them is measured.
+    if line.count(b"[") + line.count(b"{") > MAX_NESTING:
+        _measureNesting(line)
 
 
 def _refuseConstant(name: str) -> Any:
@@ -79,7 +94,7 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
-def _decodeStandard(line: bytes) -> Any:
+def _decodeStandard(line: Line) -> Any:
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -92,6 +107,11 @@ def _decodeStandard(line: bytes) -> Any:
         raise InvalidMessage(f"line is not valid JSON ({e})") from None
 
 
+def _decodeStandardChecked(line: Line) -> Any:
+    _checkNesting(line)
+    return _decodeStandard(line)
+
+
 def _encodeStandard(obj: Any) -> bytes:
     try:
         text = _encode(obj)
@@ -100,13 +120,13 @@ def _encodeStandard(obj: Any) -> bytes:
     except (TypeError, ValueError) as e:
         raise InvalidOutgoingMessage(f"message cannot be encoded as JSON: {e}") from None
     try:
-        return text.encode("utf-8")
+        return (text + "\n").encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidOutgoingMessage(
             "message contains a lone surrogate, which is not valid UTF-8") from None
 
 
-_decodeAny: Callable[[bytes], Any] = _decodeStandard
+_decodeAny: Callable[[Line], Any] = _decodeStandardChecked
 _encodeAny: Callable[[Any], bytes] = _encodeStandard
 
 #: The codec in use: C{"orjson"} with the C{fast} extra installed, else
@@ -128,23 +148,32 @@ if orjson is not None:
     _orjsonDumps = orjson.dumps
     _OrjsonError = orjson.JSONDecodeError
     _OrjsonEncodeError = orjson.JSONEncodeError
+    _options = (orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME
+                | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_APPEND_NEWLINE)
+
     # Where orjson could differ from the standard library, the standard
     # library decides: a run of 19 digits (orjson reads integers beyond 64
     # bits, such as -2**63-1, as floats); and, when encoding, null (orjson
-    # writes NaN and Infinity as null where json refuses them).  Both
-    # searches are linear and rarely match; a match only means the slower,
-    # standard path is taken.  Floats keep their shortest round-trip digits
-    # either way; only the notation may differ (0.000035 against 3.5e-05).
-    _bigNumber = re.compile(rb"[0-9]{19}").search
-    _mayDiffer = re.compile(rb"null").search
-    _options = (orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME
-                | orjson.OPT_PASSTHROUGH_DATACLASS)
+    # writes NaN and Infinity as null where json refuses them).  Any orjson
+    # error, too, goes to the standard library, so that both refuse the same
+    # input with the same message.  Floats keep their shortest round-trip
+    # digits either way; only the notation may differ.
+    #
+    # One translation serves both checks on a received line: digits become
+    # "1", opening brackets "[", everything else NUL; then a run of 19
+    # digits and the bracket count are plain C searches.
+    _scanTable = bytes(0x31 if 0x30 <= c <= 0x39 else 0x5B if c in (0x5B, 0x7B) else 0
+                       for c in range(256))
+    _nineteenDigits = b"1" * 19
 
     def _refuse(obj: Any) -> Any:
         raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
-    def _decodeFast(line: bytes) -> Any:
-        if _bigNumber(line) is None:
+    def _decodeFast(line: Line) -> Any:
+        scanned = line.translate(_scanTable)
+        if scanned.count(b"[") > MAX_NESTING:
+            _measureNesting(line)
+        if _nineteenDigits not in scanned:
             try:
                 return _orjsonLoads(line)
             except _OrjsonError:
@@ -156,7 +185,7 @@ if orjson is not None:
             data: bytes = _orjsonDumps(obj, default=_refuse, option=_options)
         except _OrjsonEncodeError:
             return _encodeStandard(obj)
-        if _mayDiffer(data) is not None:
+        if b"null" in data:
             return _encodeStandard(obj)
         return data
 
@@ -166,78 +195,66 @@ if orjson is not None:
         _encodeAny = _encodeFast
 
 
-def decodeLine(line: bytes) -> JSONObject:
+def decodeLine(line: Line) -> JSONObject:
     """
-    Decode one received line (without its C{\\n}) into a JSON object.
+    Decode one received line (without its C{\\\\n}) into a JSON object.
 
-    A trailing C{\\r} and surrounding JSON whitespace are accepted.
+    A trailing C{\\\\r} and surrounding JSON whitespace are accepted.
 
-    @param line: the raw bytes of one line.
+    @param line: the raw bytes of one line (a C{bytearray} will do).
     @return: the decoded object.
     @raise InvalidMessage: if the line is not UTF-8, not JSON, not a JSON
         object, or nested more than L{MAX_NESTING} deep.
     """
-    _checkNesting(line)
     obj = _decodeAny(line)
     if type(obj) is not dict:
         raise InvalidMessage(f"line is {_describe(obj)}, not a JSON object")
     return obj  # type: ignore[no-any-return]
 
 
-def encodeObject(obj: JSONObject) -> bytes:
+def encodeLine(obj: JSONObject) -> bytes:
     """
-    Encode an object exactly as C{JSON.stringify} would, as UTF-8 bytes.
+    Encode an object exactly as C{JSON.stringify(obj) + "\\\\n"} would, as
+    UTF-8 bytes.
 
     @param obj: a JSON-serialisable dict.
-    @return: its compact JSON encoding, with no trailing newline.
+    @return: its compact JSON encoding and a newline.
     @raise InvalidOutgoingMessage: if C{obj} is not a dict or cannot be
         encoded as valid JSON in UTF-8 (unserialisable values, NaN or
         Infinity, circular references, lone surrogates).
     """
     if not isinstance(obj, dict):
         raise InvalidOutgoingMessage(
-            f"a message must be a dict (a JSON object), not {type(obj).__name__}"
-        )
+            f"a message must be a dict (a JSON object), not {type(obj).__name__}")
     return _encodeAny(obj)
 
 
-def encodeMessage(obj: JSONObject) -> bytes:
+def encodeMessageLine(obj: JSONObject, idKey: Optional[str] = None, ident: int = 0) -> bytes:
     """
-    Encode an application message, refusing reserved keys.
+    Encode an application message as a line, refusing reserved keys, with an
+    id appended as its last key if C{idKey} is given -- as the Node peer does
+    (C{obj.requestId = id} then C{JSON.stringify(obj)}).
 
-    @param obj: the application's dict; it is never mutated.
-    @return: the encoded bytes, no trailing newline.
-    @raise ReservedKeyError: if C{obj} contains a key in L{RESERVED_KEYS}.
-    @raise InvalidOutgoingMessage: as L{encodeObject}.
-    """
-    if isinstance(obj, dict) and not RESERVED_KEYS.isdisjoint(obj):
-        found = ", ".join(sorted(RESERVED_KEYS.intersection(obj)))
-        raise ReservedKeyError(
-            f"message contains the reserved key(s) {found}; the peer would misread it"
-        )
-    return encodeObject(obj)
-
-
-def encodeWithId(obj: JSONObject, key: str, ident: int) -> bytes:
-    """
-    Encode an application object with an id appended as its last key, as the
-    Node peer does (C{obj.requestId = id} then C{JSON.stringify(obj)}).
-
-    The caller's object is not copied or mutated: the id is spliced into the
-    encoded bytes.
+    The caller's object is not modified: the id goes into a shallow copy,
+    which shares the values (a 16 MiB string is not copied).
 
     @param obj: the application's dict.
-    @param key: L{REQUEST_ID} or L{RESPONSE_ID}.
+    @param idKey: L{REQUEST_ID}, L{RESPONSE_ID} or L{None}.
     @param ident: the id.
-    @return: the encoded bytes, no trailing newline.
-    @raise ReservedKeyError: if C{obj} contains a reserved key.
-    @raise InvalidOutgoingMessage: as L{encodeObject}.
+    @return: the encoded line, newline included.
+    @raise ReservedKeyError: if C{obj} contains a key in L{RESERVED_KEYS}.
+    @raise InvalidOutgoingMessage: as L{encodeLine}.
     """
-    body = encodeMessage(obj)
-    suffix = b'"%s":%d}' % (key.encode("ascii"), ident)
-    if len(body) == 2:
-        return b"{" + suffix
-    return body[:-1] + b"," + suffix
+    if not isinstance(obj, dict):
+        raise InvalidOutgoingMessage(
+            f"a message must be a dict (a JSON object), not {type(obj).__name__}")
+    if not RESERVED_KEYS.isdisjoint(obj):
+        found = ", ".join(sorted(RESERVED_KEYS.intersection(obj)))
+        raise ReservedKeyError(
+            f"message contains the reserved key(s) {found}; the peer would misread it")
+    if idKey is not None:
+        obj = {**obj, idKey: ident}
+    return _encodeAny(obj)
 
 
 def isTruthy(value: object) -> bool:

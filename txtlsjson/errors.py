@@ -121,7 +121,7 @@ class LineTooLong(ProtocolError):
         still to be delivered.
     """
 
-    def __init__(self, message: str, lines: "list[bytes] | None" = None) -> None:
+    def __init__(self, message: str, lines: "list[bytes | bytearray] | None" = None) -> None:
         super().__init__(message)
         self.lines = lines or []
 

@@ -8,9 +8,11 @@ arrived since the last search, so the cost is linear in the data received.
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Union
 
 from txtlsjson.errors import LineTooLong
+
+Line = Union[bytes, bytearray]
 
 DELIMITER = b"\n"
 
@@ -40,12 +42,14 @@ class LineBuffer:
         """
         return len(self._buffer)
 
-    def feed(self, data: bytes) -> List[bytes]:
+    def feed(self, data: bytes) -> List[Line]:
         """
         Add received bytes and return every line they complete.
 
         @param data: the bytes just received.
-        @return: the complete lines, in order, without their C{\\n}.
+        @return: the complete lines, in order, without their C{\\n}: bytes,
+            or a bytearray for a line that arrived over several chunks (it is
+            handed over, not copied).
         @raise LineTooLong: if a line (complete or still growing) exceeds
             L{maxLineLength}.  Its C{lines} attribute holds the complete lines
             that came before the long one, for the caller to deliver.  The
@@ -55,7 +59,7 @@ class LineBuffer:
         buf = self._buffer
         if not buf:
             # Fast path: nothing pending, so the chunk can be split directly.
-            lines = data.split(DELIMITER)
+            lines: List[Line] = data.split(DELIMITER)  # type: ignore[assignment]
             rest = lines.pop()
             if rest:
                 buf += rest
@@ -65,12 +69,21 @@ class LineBuffer:
             end = buf.find(DELIMITER, start)
             if end == -1:
                 lines = []
+            elif end == len(buf) - 1:
+                # The chunk ends the pending line and nothing follows, as it
+                # does for a big message: hand the buffer itself over rather
+                # than copy megabytes out of it.
+                del buf[end:]
+                lines = [buf]
+                self._buffer = bytearray()
             else:
-                lines = [bytes(buf[:end])]
-                lines.extend(bytes(buf[end + 1 :]).split(DELIMITER))
+                with memoryview(buf) as view:
+                    lines = [bytes(view[:end])]
+                    lines.extend(bytes(view[end + 1 :]).split(DELIMITER))
                 rest = lines.pop()
                 buf.clear()
                 buf += rest
+            buf = self._buffer
         limit = self.maxLineLength
         if lines and max(map(len, lines)) > limit:
             buf.clear()

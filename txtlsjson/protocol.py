@@ -137,22 +137,22 @@ class TLSJSONProtocol(LineReceiver):
 
     # -- the session's transport ---------------------------------------
 
-    def writeLine(self, data: bytes) -> None:
+    def writeLine(self, line: bytes) -> None:
         """
-        Write one encoded message and its delimiter -- unless the peer has
-        stopped reading and more than C{maxBufferedBytes} already wait for
-        it, in which case the connection is dropped (L{SlowConsumer}).
+        Write one encoded message, its newline included -- unless the peer
+        has stopped reading and more than C{maxBufferedBytes} already wait
+        for it, in which case the connection is dropped (L{SlowConsumer}).
         """
         backpressure = self._backpressure
         if backpressure is not None and backpressure.paused:
-            backpressure.pending += len(data) + 1
+            backpressure.pending += len(line)
             if backpressure.pending > backpressure.limit:
                 self.session.peerNotReading(SlowConsumer(
                     f"peer is not reading: {backpressure.pending} bytes wait beyond the "
                     f"transport's buffer, over maxBufferedBytes ({backpressure.limit}); "
                     "dropped"))
                 return
-        self.transport.write(data + b"\n")  # type: ignore[union-attr]
+        self.transport.write(line)  # type: ignore[union-attr]
 
     def _bufferingTransport(self) -> Any:
         """

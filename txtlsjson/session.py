@@ -30,14 +30,14 @@ from twisted.python.failure import Failure
 
 from txtlsjson.codec import (
     PING,
+    Line,
     PONG,
     REQUEST_ID,
     RESPONSE_ID,
     JSONObject,
     decodeLine,
-    encodeMessage,
-    encodeObject,
-    encodeWithId,
+    encodeLine,
+    encodeMessageLine,
     isTruthy,
     isValidId,
 )
@@ -75,9 +75,9 @@ class ISessionTransport(Protocol):
     What a session needs from its connection.
     """
 
-    def writeLine(self, data: bytes) -> None:
+    def writeLine(self, line: bytes) -> None:
         """
-        Send one encoded message; the delimiter is added by the transport.
+        Send one encoded message, its trailing newline included.
         """
 
     def pauseReading(self) -> None:
@@ -166,16 +166,16 @@ class Session:
         self._clock = clock
         # Lines that arrived while a password check was waiting; None when
         # no check is waiting.
-        self._held: Optional[List[bytes]] = None
+        self._held: Optional[List[Line]] = None
 
     # -- outgoing ---------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
-        if len(data) > self.maxLineLength:
+    def _write(self, line: bytes) -> None:
+        if len(line) > self.maxLineLength + 1:
             raise InvalidOutgoingMessage(
-                f"message of {len(data)} bytes exceeds maxLineLength ({self.maxLineLength})"
+                f"message of {len(line) - 1} bytes exceeds maxLineLength ({self.maxLineLength})"
             )
-        self._transport.writeLine(data)
+        self._transport.writeLine(line)
 
     def send(self, message: JSONObject) -> None:
         """
@@ -187,7 +187,7 @@ class Session:
         """
         if self.state is not SessionState.AUTHENTICATED:
             raise NotConnected()
-        self._write(encodeMessage(message))
+        self._write(encodeMessageLine(message))
 
     def request(self, request: JSONObject) -> "Deferred[JSONObject]":
         """
@@ -199,14 +199,14 @@ class Session:
         if self.state is not SessionState.AUTHENTICATED:
             return fail(NotConnected())
         try:
-            self._write(encodeWithId(request, REQUEST_ID, self.requests.nextId))
+            self._write(encodeMessageLine(request, REQUEST_ID, self.requests.nextId))
         except InvalidOutgoingMessage:
             return fail()
         return self.requests.issue()
 
     # -- incoming ---------------------------------------------------------
 
-    def linesReceived(self, lines: List[bytes]) -> None:
+    def linesReceived(self, lines: List[Line]) -> None:
         """
         Process received lines in order.  Lines that are blank (or only a
         C{\\r}) are skipped, as the Node peer's line splitter does.
@@ -309,7 +309,7 @@ class Session:
         """
         if self.state is not SessionState.AUTHENTICATED:
             raise NotConnected()
-        self._write(encodeWithId(response, RESPONSE_ID, requestId))
+        self._write(encodeMessageLine(response, RESPONSE_ID, requestId))
 
     def _becomeAuthenticated(self) -> None:
         self.state = SessionState.AUTHENTICATED
@@ -440,7 +440,7 @@ class ServerSession(Session):
         try:
             attempt = self._throttle.attempt(self._peerKey)
         except TooManyAttempts as e:
-            self._transport.writeLine(b'{"error":"too many authentication attempts"}')
+            self._transport.writeLine(b'{"error":"too many authentication attempts"}\n')
             self._drop(AuthenticationFailed(str(e)), flush=True)
             return
         if not attempt.called:
@@ -479,10 +479,10 @@ class ServerSession(Session):
         else:
             matched = False
         if not matched:
-            self._transport.writeLine(b'{"error":"incorrect password"}')
+            self._transport.writeLine(b'{"error":"incorrect password"}\n')
             self._drop(AuthenticationFailed(), flush=True)
             return False
-        self._transport.writeLine(b'{"authenticated":true}')
+        self._transport.writeLine(b'{"authenticated":true}\n')
         if self._keepAliveInterval > 0:
             self._pingTimer = self._clock.callLater(self._keepAliveInterval, self._ping)
         self._becomeAuthenticated()
@@ -501,7 +501,7 @@ class ServerSession(Session):
         # Never 0: the Node client answers only a truthy __ping.
         self._lastPing += 1
         self._pingTimer = None
-        self._transport.writeLine(b'{"__ping":%d}' % (self._lastPing,))
+        self._transport.writeLine(b'{"__ping":%d}\n' % (self._lastPing,))
         self._pongTimer = self._clock.callLater(self._keepAliveTimeout, self._pongTimedOut)
 
     def _keepAlive(self, value: object) -> None:
@@ -556,7 +556,7 @@ class ClientSession(Session):
         self._lastHeard = 0.0
 
     def connectionMade(self) -> None:
-        self._transport.writeLine(encodeObject({"password": self._password}))
+        self._transport.writeLine(encodeLine({"password": self._password}))
         if self._idleTimeout > 0:
             self._lastHeard = self._clock.seconds()
             self._idleTimer = self._clock.callLater(self._idleTimeout, self._checkIdle)
@@ -591,7 +591,7 @@ class ClientSession(Session):
 
     def _keepAlive(self, value: object) -> None:
         if type(value) is int:
-            self._transport.writeLine(b'{"__pong":%d}' % (value,))
+            self._transport.writeLine(b'{"__pong":%d}\n' % (value,))
         else:
             self._observer.errorReceived(InvalidMessage(
                 f"__ping must be an integer, not {value!r}; line dropped"))
