@@ -33,6 +33,9 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater, react
 from twisted.protocols import amp
 
+from txtlsjson.codec import decodeLine, encodeLine
+from txtlsjson.framing import LineBuffer
+
 PASSWORD = "benchmark-password"
 
 #: The listen backlog of every implementation (txtlsjson's default), so
@@ -341,15 +344,11 @@ class _BarePeer(Protocol, Channel):
     handler: Handler
 
     def connectionMade(self) -> None:
-        from txtlsjson.framing import LineBuffer
-
         _noDelay(self)
         self._lines = LineBuffer(64 * 1024 * 1024)
         self._waiting: Deque[Deferred[Dict[str, Any]]] = deque()
 
     def dataReceived(self, data: bytes) -> None:
-        from txtlsjson.codec import decodeLine
-
         for line in self._lines.feed(data):
             obj = decodeLine(line)
             if "q" in obj:
@@ -364,18 +363,12 @@ class _BarePeer(Protocol, Channel):
                 self.handler.message(obj)
 
     def _reply(self, answer: Dict[str, Any]) -> None:
-        from txtlsjson.codec import encodeLine
-
         self.transport.write(encodeLine({"r": answer}))  # type: ignore[union-attr]
 
     def send(self, message: Dict[str, Any]) -> None:
-        from txtlsjson.codec import encodeLine
-
         self.transport.write(encodeLine(message))  # type: ignore[union-attr]
 
     def request(self, request: Dict[str, Any]) -> "Deferred[Dict[str, Any]]":
-        from txtlsjson.codec import encodeLine
-
         d: Deferred[Dict[str, Any]] = Deferred()
         self._waiting.append(d)
         self.transport.write(encodeLine({"q": request}))  # type: ignore[union-attr]

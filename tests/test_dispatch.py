@@ -118,16 +118,23 @@ def test_onlyFirstResponseCounts(side: Side) -> None:
 @pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("line", [
     b'{"responseId":77}', b'{"responseId":"x"}', b'{"responseId":-1}', b'{"responseId":[]}',
+    b'{"responseId":true}', b'{"responseId":1.0}', b'{"responseId":"1"}',
 ])
 def test_unknownResponse(side: Side, line: bytes) -> None:
     """
     A response to an id never issued is reported; later lines still arrive.
+    Request 1 is pending: C{true}, C{1.0} and C{"1"} must not answer it
+    (as dict keys, True and 1.0 equal 1).
     """
     protocol, _ = side(Clock())
+    pending = protocol.request({})
     events = record(protocol)
     protocol.dataReceived(line + b'\n{"next":1}\n')
     assert isinstance(events[0][1], UnknownResponse)
     assert events[1] == ("message", {"next": 1})
+    assert not pending.called
+    protocol.dataReceived(b'{"responseId":1}\n')
+    assert pending.called
 
 
 @pytest.mark.parametrize("side", SIDES)

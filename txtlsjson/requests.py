@@ -102,7 +102,10 @@ class PendingRequests:
         @return: C{False} if no such request is pending (never issued,
             answered already, timed out or cancelled).
         """
-        entry = self._pending.pop(ident, None)  # type: ignore[call-overload]
+        if type(ident) is not int:
+            # True and 1.0 equal 1 as dict keys: they must not answer id 1.
+            return False
+        entry = self._pending.pop(ident, None)
         if entry is None:
             return False
         if not self._pending:

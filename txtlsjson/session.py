@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txtlsjson.codec import (
+    MAX_SAFE_INTEGER,
     PING,
     Line,
     PONG,
@@ -39,7 +40,6 @@ from txtlsjson.codec import (
     encodeLine,
     encodeMessageLine,
     isTruthy,
-    isValidId,
 )
 from txtlsjson.errors import (
     AuthenticationFailed,
@@ -249,16 +249,19 @@ class Session:
         self._observer.errorReceived(error)
 
     def _dispatch(self, message: JSONObject) -> None:
+        # The hot path: the common cases are tested first and cheaply.
         requestId = message.get(REQUEST_ID)
-        if requestId is not None and isTruthy(requestId):
-            if not isValidId(requestId):
+        if requestId is not None:
+            if type(requestId) is int and 0 < requestId <= MAX_SAFE_INTEGER:
+                del message[REQUEST_ID]
+                self._observer.sessionRequest(requestId, message)
+                return
+            if isTruthy(requestId):
                 self._invalidId(REQUEST_ID, requestId)
                 return
-            del message[REQUEST_ID]
-            self._observer.sessionRequest(requestId, message)
-            return
         responseId = message.get(RESPONSE_ID)
-        if responseId is not None and isTruthy(responseId):
+        if responseId is not None and (
+                responseId if type(responseId) is int else isTruthy(responseId)):
             del message[RESPONSE_ID]
             if not self.requests.resolve(responseId, message):
                 self._observer.errorReceived(
