@@ -37,8 +37,7 @@ class _ClientProtocol(TLSJSONClientProtocol):
 
     def sessionRequest(self, requestId: int, request: JSONObject) -> None:
         owner = self.factory.owner
-        owner.emit("request", request, Responder(self, requestId,
-                                                 lambda error: owner.emit("error", error)))
+        owner.emit("request", request, Responder(self, requestId, owner))
 
     def errorReceived(self, error: TLSJSONError) -> None:
         self.factory.owner._error(error)

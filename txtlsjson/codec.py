@@ -107,9 +107,16 @@ def _decodeStandard(line: Line) -> Any:
         raise InvalidMessage(f"line is not valid JSON ({e})") from None
 
 
-def _decodeStandardChecked(line: Line) -> Any:
+def _notAnObject(obj: Any) -> InvalidMessage:
+    return InvalidMessage(f"line is {_describe(obj)}, not a JSON object")
+
+
+def _decodeLineStandard(line: Line) -> JSONObject:
     _checkNesting(line)
-    return _decodeStandard(line)
+    obj = _decodeStandard(line)
+    if type(obj) is not dict:
+        raise _notAnObject(obj)
+    return obj
 
 
 def _encodeStandard(obj: Any) -> bytes:
@@ -126,7 +133,7 @@ def _encodeStandard(obj: Any) -> bytes:
             "message contains a lone surrogate, which is not valid UTF-8") from None
 
 
-_decodeAny: Callable[[Line], Any] = _decodeStandardChecked
+_decodeLine: Callable[[Line], JSONObject] = _decodeLineStandard
 _encodeAny: Callable[[Any], bytes] = _encodeStandard
 
 #: The codec in use: C{"orjson"} with the C{fast} extra installed, else
@@ -169,16 +176,21 @@ if orjson is not None:
     def _refuse(obj: Any) -> Any:
         raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
-    def _decodeFast(line: Line) -> Any:
+    def _decodeLineFast(line: Line) -> JSONObject:
         scanned = line.translate(_scanTable)
         if scanned.count(b"[") > MAX_NESTING:
             _measureNesting(line)
+        obj: Any = None
         if _nineteenDigits not in scanned:
             try:
-                return _orjsonLoads(line)
+                obj = _orjsonLoads(line)
             except _OrjsonError:
-                pass
-        return _decodeStandard(line)
+                obj = _decodeStandard(line)
+        else:
+            obj = _decodeStandard(line)
+        if type(obj) is not dict:
+            raise _notAnObject(obj)
+        return obj  # type: ignore[no-any-return]
 
     def _encodeFast(obj: Any) -> bytes:
         try:
@@ -191,25 +203,21 @@ if orjson is not None:
 
     if os.environ.get("TXTLSJSON_CODEC", "").lower() != "json":
         CODEC = "orjson"
-        _decodeAny = _decodeFast
+        _decodeLine = _decodeLineFast
         _encodeAny = _encodeFast
 
 
-def decodeLine(line: Line) -> JSONObject:
-    """
-    Decode one received line (without its C{\\\\n}) into a JSON object.
+decodeLine = _decodeLine
+decodeLine.__doc__ = """
+    Decode one received line (without its C{\\n}) into a JSON object.
 
-    A trailing C{\\\\r} and surrounding JSON whitespace are accepted.
+    A trailing C{\\r} and surrounding JSON whitespace are accepted.
 
     @param line: the raw bytes of one line (a C{bytearray} will do).
     @return: the decoded object.
     @raise InvalidMessage: if the line is not UTF-8, not JSON, not a JSON
         object, or nested more than L{MAX_NESTING} deep.
     """
-    obj = _decodeAny(line)
-    if type(obj) is not dict:
-        raise InvalidMessage(f"line is {_describe(obj)}, not a JSON object")
-    return obj  # type: ignore[no-any-return]
 
 
 def encodeLine(obj: JSONObject) -> bytes:

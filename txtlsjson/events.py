@@ -4,7 +4,7 @@ A small event emitter for the tls-json-style API (C{.on(event, handler)}).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, FrozenSet, List, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, FrozenSet, List, Optional, Tuple, TypeVar
 
 from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
@@ -89,11 +89,21 @@ class Responder:
     The C{res} of a C{request} event: C{res.send(obj)} answers the request.
     """
 
-    def __init__(self, protocol: "TLSJSONProtocol", requestId: int,
-                 onNotConnected: Callable[[TLSJSONError], None]) -> None:
+    __slots__ = ("_protocol", "_requestId", "_emitter", "_errorArgs", "_sent")
+
+    def __init__(self, protocol: "TLSJSONProtocol", requestId: int, emitter: EventEmitter,
+                 errorArgs: Tuple[Any, ...] = ()) -> None:
+        """
+        @param protocol: the connection the request came on.
+        @param requestId: the request's id.
+        @param emitter: emits the C{error} event if the connection is gone.
+        @param errorArgs: what that event carries before the error (the
+            server's connection id).
+        """
         self._protocol = protocol
         self._requestId = requestId
-        self._onNotConnected = onNotConnected
+        self._emitter = emitter
+        self._errorArgs = errorArgs
         self._sent = False
 
     def send(self, response: JSONObject) -> None:
@@ -113,7 +123,7 @@ class Responder:
         try:
             self._protocol.session.respond(self._requestId, response)
         except NotConnected as e:
-            self._onNotConnected(e)
+            self._emitter.emit("error", *self._errorArgs, e)
         self._sent = True
 
 

@@ -57,6 +57,7 @@ class LineBuffer:
             caller should then close the connection.
         """
         buf = self._buffer
+        mayExceed = bool(buf)
         if not buf:
             # Fast path: nothing pending, so the chunk can be split directly.
             lines: List[Line] = data.split(DELIMITER)  # type: ignore[assignment]
@@ -85,7 +86,9 @@ class LineBuffer:
                 buf += rest
             buf = self._buffer
         limit = self.maxLineLength
-        if lines and max(map(len, lines)) > limit:
+        # Lines cut from a chunk within the limit cannot exceed it: only a
+        # big chunk, or a line completed from the buffer, needs measuring.
+        if lines and (mayExceed or len(data) > limit) and max(map(len, lines)) > limit:
             buf.clear()
             for index, line in enumerate(lines):
                 if len(line) > limit:

@@ -42,9 +42,8 @@ class _ServerProtocol(TLSJSONServerProtocol):
 
     def sessionRequest(self, requestId: int, request: JSONObject) -> None:
         server = self.factory.server
-        res = Responder(self, requestId,
-                        lambda error: server.emit("error", self.connectionId, error))
-        server.emit("request", self.connectionId, request, res)
+        server.emit("request", self.connectionId, request,
+                    Responder(self, requestId, server, (self.connectionId,)))
 
     def errorReceived(self, error: TLSJSONError) -> None:
         self.factory.server.emit("error", self.connectionId, error)
