@@ -5,6 +5,8 @@ expects, and every refusal.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from txtlsjson.codec import (
@@ -105,7 +107,14 @@ def test_nestingLimitExact() -> None:
     Nesting up to L{MAX_NESTING} is accepted, whatever the call stack; brackets
     inside strings do not count.
     """
-    assert decodeLine(b'{"a":' + b"[" * 511 + b"]" * 511 + b"}") is not None
+    deepest = b'{"a":' + b"[" * 1023 + b"]" * 1023 + b"}"
+    assert decodeLine(deepest)["a"] is not None
+
+    def recurse(depth: int) -> Any:
+        # Deep in a call stack, as a protocol several callbacks down is.
+        return decodeLine(deepest) if depth == 0 else recurse(depth - 1)
+
+    assert recurse(400) is not None
     assert decodeLine(b'{"a":"' + b"[" * 5000 + b'"}') == {"a": "[" * 5000}
 
 
@@ -131,9 +140,9 @@ def test_decode() -> None:
     (b"null", "null, not a JSON object"),
     (b'"s"', "a string, not a JSON object"),
     (b"true", "a boolean, not a JSON object"),
-    (b"[" * 100000, "nested more than 512 deep"),
-    (b'{"a":' * 100000, "nested more than 512 deep"),
-    (b'{"a":' + b"[" * 513 + b"]" * 513 + b"}", "nested more than 512 deep"),
+    (b"[" * 100000, "nested more than 1024 deep"),
+    (b'{"a":' * 100000, "nested more than 1024 deep"),
+    (b'{"a":' + b"[" * 1024 + b"]" * 1024 + b"}", "nested more than 1024 deep"),
     (b"", "not valid JSON"),
 ])
 def test_decodeRefusals(line: bytes, fragment: str) -> None:

@@ -134,8 +134,9 @@ def lines(rng: random.Random) -> List[bytes]:
               b'{"a":"\xff"}', b'{"a":"\xed\xa0\x80"}', b'{"a":"\xf0\x9f\x98\x80"}',
               b"\xef\xbb\xbf{}", b'{"a":1,"a":2}', b'{"a":1} ', b' {"a":1}\r', b'{"a":1}x',
               b'{"a":"\x01"}', b'{"a":"\t"}', b"[" * 2000, b"[" * 1000 + b"]" * 1000,
-              b'{"a":' * 600 + b"1" + b"}" * 600, b"[" * 512 + b"]" * 512,
-              b"[" * 513 + b"]" * 513, b'["' + b"[" * 600 + b'"]', b'{"a":01}', b'{"a":.5}', b'{"a":5.}',
+              b'{"a":' * 600 + b"1" + b"}" * 600, b"[" * 1024 + b"]" * 1024, b"[" * 1023 + b"]" * 1023,
+              b"[" * 1025 + b"]" * 1025, b'["' + b"[" * 1200 + b'"]',
+              b'{"a":' + b"[" * 1023 + b"]" * 1023 + b"}", b'{"a":01}', b'{"a":.5}', b'{"a":5.}',
               b'{"a":+1}', b'{"a":0x10}', b"{'a':1}", b'{"a":true,}', b'{"a":[1,]}',
               b'{"a":"\\u00e9\\u4e16"}', b'{"a":1.0000000000000002}', b'{"a":5e-324}',
               b'{"a":2.2250738585072014e-308}', b'{"a":9007199254740993}']
@@ -166,12 +167,25 @@ def test_decodingIdentical() -> None:
 
 
 def same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    return a == b  # type: ignore[no-any-return]
+    """
+    Equality with NaN equal to NaN and types compared too; iterative, as
+    the documents nest up to 1024 deep.
+    """
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y):
+            continue
+        if type(x) is not type(y):
+            return False
+        if isinstance(x, (list, tuple)):
+            if len(x) != len(y):
+                return False
+            stack.extend(zip(x, y))
+        elif isinstance(x, dict):
+            if x.keys() != y.keys():
+                return False
+            stack.extend((x[k], y[k]) for k in x)
+        elif x != y:
+            return False
+    return True

@@ -116,7 +116,7 @@ BAD_LINES = [
     (b"[1,2,3]", InvalidMessage, "an array, not a JSON object"),
     (b"42", InvalidMessage, "a number, not a JSON object"),
     (b"null", InvalidMessage, "null, not a JSON object"),
-    (b"[" * 100000, InvalidMessage, "nested more than 512 deep"),
+    (b"[" * 100000, InvalidMessage, "nested more than 1024 deep"),
     (b'{"a":NaN}', InvalidMessage, "not valid JSON"),
     (b'{"a":Infinity}', InvalidMessage, "not valid JSON"),
     (b'{"requestId":0}', InvalidMessage, "requestId must be an integer"),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from typing import Any, Callable, Dict, Optional, Union
 
 from txtlsjson.errors import InvalidMessage, InvalidOutgoingMessage, ReservedKeyError
@@ -40,10 +41,10 @@ RESERVED_KEYS = frozenset((REQUEST_ID, RESPONSE_ID, PING, PONG))
 #: The largest id a JavaScript peer can hold exactly (C{Number.MAX_SAFE_INTEGER}).
 MAX_SAFE_INTEGER = 2**53 - 1
 
-#: The deepest nesting of arrays and objects accepted in a received line.
-#: Fixed, so that both codecs (and any call stack) agree on what is too
-#: deep; the standard library's own limit depends on the stack in use.
-MAX_NESTING = 512
+#: The deepest nesting of arrays and objects accepted in a received line:
+#: orjson's own limit, which the standard library path enforces too (its own
+#: limit would depend on the call stack in use).
+MAX_NESTING = 1024
 
 _brackets = re.compile(rb"[\[\]{}]").finditer
 _strings = re.compile(rb'"(?:[^"\\]|\\.)*"').sub
@@ -62,12 +63,6 @@ def _measureNesting(line: Line) -> None:
                 raise InvalidMessage(f"line is JSON nested more than {MAX_NESTING} deep")
         else:
             depth -= 1
-
-
-def _checkNesting(line: Line) -> None:
-    # Counting brackets is cheap; only a line with many of them is measured.
-    if line.count(b"[") + line.count(b"{") > MAX_NESTING:
-        _measureNesting(line)
 
 
 def _refuseConstant(name: str) -> Any:
@@ -94,17 +89,25 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
-def _decodeStandard(line: Line) -> Any:
+def _decodeStandard(line: Line, brackets: int = 0) -> Any:
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as e:
         raise InvalidMessage(f"line is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    limit = sys.getrecursionlimit()
+    if brackets > 256:
+        # Room for MAX_NESTING levels of the decoder's recursion on top of
+        # the caller's stack.
+        sys.setrecursionlimit(limit + MAX_NESTING + 100)
     try:
         return _decode(text)
     except RecursionError:
         raise InvalidMessage("line is JSON nested too deeply to decode") from None
     except ValueError as e:
         raise InvalidMessage(f"line is not valid JSON ({e})") from None
+    finally:
+        if brackets > 256:
+            sys.setrecursionlimit(limit)
 
 
 def _notAnObject(obj: Any) -> InvalidMessage:
@@ -112,11 +115,13 @@ def _notAnObject(obj: Any) -> InvalidMessage:
 
 
 def _decodeLineStandard(line: Line) -> JSONObject:
-    _checkNesting(line)
-    obj = _decodeStandard(line)
+    brackets = line.count(b"[") + line.count(b"{")
+    if brackets > MAX_NESTING:
+        _measureNesting(line)
+    obj = _decodeStandard(line, brackets)
     if type(obj) is not dict:
         raise _notAnObject(obj)
-    return obj
+    return obj  # type: ignore[no-any-return]
 
 
 def _encodeStandard(obj: Any) -> bytes:
@@ -166,28 +171,24 @@ if orjson is not None:
     # input with the same message.  Floats keep their shortest round-trip
     # digits either way; only the notation may differ.
     #
-    # One translation serves both checks on a received line: digits become
-    # "1", opening brackets "[", everything else NUL; then a run of 19
-    # digits and the bracket count are plain C searches.
-    _scanTable = bytes(0x31 if 0x30 <= c <= 0x39 else 0x5B if c in (0x5B, 0x7B) else 0
-                       for c in range(256))
+    # Digits become "1", everything else NUL: a run of 19 digits is then a
+    # plain substring search, an order of magnitude faster than a regular
+    # expression without a literal prefix.  Nesting needs no check here:
+    # orjson refuses what is deeper than MAX_NESTING, and the standard
+    # library then says why.
+    _digitTable = bytes(0x31 if 0x30 <= c <= 0x39 else 0 for c in range(256))
     _nineteenDigits = b"1" * 19
 
     def _refuse(obj: Any) -> Any:
         raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
     def _decodeLineFast(line: Line) -> JSONObject:
-        scanned = line.translate(_scanTable)
-        if scanned.count(b"[") > MAX_NESTING:
-            _measureNesting(line)
-        obj: Any = None
-        if _nineteenDigits not in scanned:
-            try:
-                obj = _orjsonLoads(line)
-            except _OrjsonError:
-                obj = _decodeStandard(line)
-        else:
-            obj = _decodeStandard(line)
+        if _nineteenDigits in line.translate(_digitTable):
+            return _decodeLineStandard(line)
+        try:
+            obj = _orjsonLoads(line)
+        except _OrjsonError:
+            return _decodeLineStandard(line)
         if type(obj) is not dict:
             raise _notAnObject(obj)
         return obj  # type: ignore[no-any-return]

@@ -4,7 +4,7 @@ A small event emitter for the tls-json-style API (C{.on(event, handler)}).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, FrozenSet, List, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, FrozenSet, Optional, Tuple, TypeVar
 
 from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
@@ -34,7 +34,9 @@ class EventEmitter:
     events: ClassVar[FrozenSet[str]] = frozenset()
 
     def __init__(self) -> None:
-        self._handlers: Dict[str, List[Callable[..., Any]]] = {}
+        # Tuples, replaced on every change: emitting iterates without a copy
+        # and is not disturbed by handlers that add or remove handlers.
+        self._handlers: Dict[str, Tuple[Callable[..., Any], ...]] = {}
 
     def on(self, event: str, handler: Handler) -> Handler:
         """
@@ -50,16 +52,17 @@ class EventEmitter:
                 f"{', '.join(sorted(self.events))}")
         if not callable(handler):
             raise TypeError(f"handler for {event!r} must be callable, not {handler!r}")
-        self._handlers.setdefault(event, []).append(handler)
+        self._handlers[event] = self._handlers.get(event, ()) + (handler,)
         return handler
 
     def off(self, event: str, handler: Callable[..., Any]) -> None:
         """
         Stop calling C{handler} for C{event}.  Unknown pairs are ignored.
         """
-        handlers = self._handlers.get(event, [])
+        handlers = list(self._handlers.get(event, ()))
         if handler in handlers:
             handlers.remove(handler)
+            self._handlers[event] = tuple(handlers)
 
     def listenerCount(self, event: str) -> int:
         """
@@ -76,7 +79,7 @@ class EventEmitter:
             if event == "error":
                 self.log.warn("unhandled error event: {args}", args=args)
             return
-        for handler in list(handlers):
+        for handler in handlers:
             try:
                 handler(*args)
             except Exception:

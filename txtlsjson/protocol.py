@@ -125,7 +125,8 @@ class TLSJSONProtocol(LineReceiver):
 
     delimiter = b"\n"
     log = Logger()
-    session: Session
+    #: The connection's session; L{None} until connected.
+    session: Session = None  # type: ignore[assignment]
     closeReason: Optional[TLSJSONError] = None
     _abortTimer: Optional[IDelayedCall] = None
     _backpressure: Optional[_Backpressure] = None
@@ -266,7 +267,7 @@ class TLSJSONProtocol(LineReceiver):
             self._abortTimer.cancel()
         self._abortTimer = None
         self._unregisterBackpressure()
-        session = getattr(self, "session", None)
+        session = self.session
         if session is not None:
             session.connectionLost()
         authenticated, self._authenticatedObservers = self._authenticatedObservers, []
@@ -336,7 +337,7 @@ class TLSJSONProtocol(LineReceiver):
         """
         Whether the connection is up and authenticated.
         """
-        session = getattr(self, "session", None)
+        session = self.session
         return session is not None and session.state is SessionState.AUTHENTICATED
 
     def send(self, message: JSONObject) -> None:
@@ -349,7 +350,7 @@ class TLSJSONProtocol(LineReceiver):
             is; L{ReservedKeyError<txtlsjson.errors.ReservedKeyError>} if it
             holds a reserved key.  Nothing was sent.
         """
-        session = getattr(self, "session", None)
+        session = self.session
         if session is None:
             raise NotConnected()
         session.send(message)
@@ -364,7 +365,7 @@ class TLSJSONProtocol(LineReceiver):
         L{ConnectionLost<txtlsjson.errors.ConnectionLost>}; cancelling it
         forgets the request.  This method never raises.
         """
-        session = getattr(self, "session", None)
+        session = self.session
         if session is None:
             return fail(NotConnected())
         return session.request(request)

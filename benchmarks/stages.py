@@ -1,0 +1,70 @@
+"""
+txtlsjson's own per-byte work on a big message, stage by stage, at 1 MiB
+and 16 MiB: encoding, framing (fed in 32 KiB pieces, as TLS delivers them)
+and decoding.  A ratio near 1 means the stage is linear in size.
+
+    python -m benchmarks.stages
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict
+
+
+def best(function: Callable[[], object], repeats: int = 5) -> float:
+    """
+    The fastest of C{repeats} timings of C{function}, in seconds.
+    """
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def measure(size: int) -> Dict[str, float]:
+    """
+    MB/s of each stage for a request carrying a string of C{size} bytes.
+    """
+    from txtlsjson.codec import decodeLine, encodeMessageLine
+    from txtlsjson.framing import LineBuffer
+
+    request = {"op": "len", "data": "x" * size}
+    line = encodeMessageLine(request, "requestId", 1)
+    received = line[:-1]
+    pieces = [line[i:i + 32768] for i in range(0, len(line), 32768)]
+
+    def frame() -> None:
+        buffer = LineBuffer(64 * 1024 * 1024)
+        for piece in pieces:
+            buffer.feed(piece)
+
+    megabytes = size / 1e6
+    return {
+        "encode": megabytes / best(lambda: encodeMessageLine(request, "requestId", 1)),
+        "frame": megabytes / best(frame),
+        "decode": megabytes / best(lambda: decodeLine(received)),
+    }
+
+
+def main() -> None:
+    """
+    Print the table.
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from txtlsjson.codec import CODEC
+
+    small, big = measure(1 << 20), measure(16 << 20)
+    print(f"codec {CODEC}")
+    print(f"{'stage':8} {'1 MiB':>12} {'16 MiB':>12} {'ratio':>7}")
+    for stage in small:
+        print(f"{stage:8} {small[stage]:9.0f} MB/s {big[stage]:9.0f} MB/s "
+              f"{big[stage] / small[stage]:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
