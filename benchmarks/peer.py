@@ -285,8 +285,11 @@ def _tlsOptions(cert: str, key: str) -> Any:
     return serverTLSOptions(cert, key)
 
 
-def serveAMP(port: int, cert: str, key: str, handler: Handler) -> int:
-    factory = Factory.forProtocol(_AMPPeer)
+def _serve(peerClass: type, port: int, cert: str, key: str, handler: Handler) -> int:
+    """
+    Listen with TLS for C{peerClass} protocols that all use C{handler}.
+    """
+    factory = Factory.forProtocol(peerClass)
     original = factory.buildProtocol
 
     def build(addr: Any) -> Any:
@@ -297,6 +300,10 @@ def serveAMP(port: int, cert: str, key: str, handler: Handler) -> int:
     factory.buildProtocol = build  # type: ignore[method-assign]
     return reactor.listenSSL(port, factory, _tlsOptions(cert, key),  # type: ignore[attr-defined,no-any-return]
                              backlog=BACKLOG, interface="127.0.0.1").getHost().port
+
+
+def serveAMP(port: int, cert: str, key: str, handler: Handler) -> int:
+    return _serve(_AMPPeer, port, cert, key, handler)
 
 
 async def _connectTLS(port: int, ca: str, protocol: Protocol) -> Any:
@@ -376,17 +383,7 @@ class _BarePeer(Protocol, Channel):
 
 
 def serveBare(port: int, cert: str, key: str, handler: Handler) -> int:
-    factory = Factory.forProtocol(_BarePeer)
-    original = factory.buildProtocol
-
-    def build(addr: Any) -> Any:
-        peer = original(addr)
-        peer.handler = handler
-        return peer
-
-    factory.buildProtocol = build  # type: ignore[method-assign]
-    return reactor.listenSSL(port, factory, _tlsOptions(cert, key),  # type: ignore[attr-defined,no-any-return]
-                             backlog=BACKLOG, interface="127.0.0.1").getHost().port
+    return _serve(_BarePeer, port, cert, key, handler)
 
 
 async def connectBare(port: int, ca: str, handler: Handler) -> Channel:

@@ -220,26 +220,28 @@ class Session:
             if self._held is not None:
                 self._held.extend(lines[index:])
                 return
-            line = lines[index]
+            message = self._decode(lines[index])
             index += 1
-            try:
-                message = decodeLine(line)
-            except InvalidMessage as e:
-                if line.strip():
-                    self._badLine(e)
-                continue
-            self._authenticate(message)
-        dispatch = self._dispatch
+            if message is not None:
+                self._authenticate(message)
+        decode, dispatch = self._decode, self._dispatch
         for line in (lines[index:] if index else lines):
             if self.state is not SessionState.AUTHENTICATED:
                 return
-            try:
-                message = decodeLine(line)
-            except InvalidMessage as e:
-                if line.strip():
-                    self._badLine(e)
-                continue
-            dispatch(message)
+            message = decode(line)
+            if message is not None:
+                dispatch(message)
+
+    def _decode(self, line: Line) -> Optional[JSONObject]:
+        """
+        Decode a line; report a bad one, skip a blank one (L{None} for both).
+        """
+        try:
+            return decodeLine(line)
+        except InvalidMessage as e:
+            if line.strip():
+                self._badLine(e)
+            return None
 
     def _badLine(self, error: InvalidMessage) -> None:
         """
