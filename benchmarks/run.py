@@ -3,7 +3,7 @@ The benchmark suite: txtlsjson against Twisted AMP over TLS and a bare
 JSON-lines-over-TLS ceiling, each run as a server process and a client
 process on 127.0.0.1, interleaved in the same run.
 
-    python -m benchmarks.run                 # the full suite, 3 runs (about 15 minutes)
+    python -m benchmarks.run                 # the full suite, 3 runs (about 5 minutes)
     python -m benchmarks.run --quick --runs 1
     python -m benchmarks.run --workloads send,rtt --impls txtlsjson,bare
 
