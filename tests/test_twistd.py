@@ -162,3 +162,72 @@ async def test_devServer() -> None:
     outcome = await process.ended
     assert _stoppedBySignal(outcome), outcome
     assert "never use them in production" in outcome.out
+
+
+@pytest_twisted.ensureDeferred
+async def test_daemonized(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
+    """
+    Without C{-n}, twistd daemonizes with its pidfile and logfile; the
+    daemon serves, and stops on SIGTERM, removing its pidfile.
+    """
+    import os
+    import signal
+
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    pidfile, logfile = tmp_path / "tlsjson.pid", tmp_path / "tlsjson.log"
+    args = ["--pidfile", str(pidfile), "--logfile", str(logfile)] + serverArgs(pki, passwordFile)[3:]
+    parent = await twistd(*args, cwd=tmp_path).ended
+    assert parent.code == 0, parent
+    pid = int(pidfile.read_text())
+    try:
+        log = logfile.read_text()
+        port = int(re.search(r"listening on .*port=(\d+)", log).group(1))  # type: ignore[union-attr]
+        client = Client("localhost", port, "s3cret", ca=[pki.caCert])
+        await client.connect()
+        assert await client.request({"daemon": True}) == {"daemon": True}
+        await client.disconnect()
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    for _ in range(200):  # bounded: at most 10 s
+        if not pidfile.exists():
+            break
+        await deferLater(reactor, 0.05, lambda: None)
+    assert not pidfile.exists()
+    assert "Server Shut Down" in logfile.read_text()
+
+
+@pytest_twisted.ensureDeferred
+async def test_daemonStartupFailure(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
+    """
+    A daemon that cannot listen makes the parent fail with its message.
+    """
+    holder = Server("x", certificate=pki.serverCert, privateKey=pki.serverKey)
+    await holder.listen(0, "127.0.0.1")
+    port = holder.port
+    try:
+        args = ["--pidfile", str(tmp_path / "p.pid"), "--logfile", str(tmp_path / "l.log")]
+        args += serverArgs(pki, passwordFile, port)[3:]  # type: ignore[arg-type]
+        outcome = await twistd(*args, cwd=tmp_path).ended
+    finally:
+        await holder.close()
+    assert outcome.code == 1
+    assert "cannot listen on TLS port" in outcome.err
+    assert "Traceback" not in outcome.err
+
+
+@pytest_twisted.ensureDeferred
+async def test_pluginCheapToImport() -> None:
+    """
+    Importing the plugin module (which twistd does for every plugin) does
+    not import txtlsjson itself.
+    """
+    import sys
+
+    from .processes import spawn
+
+    outcome = await spawn([sys.executable, "-c",
+                           "import sys, twisted.plugins.txtlsjson_plugin as p; "
+                           "print(p.tlsjson.tapname, 'txtlsjson' in sys.modules)"]).ended
+    assert outcome.out.split() == ["tlsjson", "False"], outcome
