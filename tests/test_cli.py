@@ -268,3 +268,22 @@ def test_certsWorkForHostnameVerification(tmp_path: Path) -> None:
         serverTLSOptions(tmp_path / "srv.crt", tmp_path / "srv.key"),
         clientTLSOptions("myhost.example", [tmp_path / "srv.crt"]))
     assert client.isAuthenticated and lost == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_silentServerTimesOut(pki: PKI) -> None:
+    """
+    A server that accepts the TCP connection and then says nothing (no TLS,
+    no password answer) exits 5 within --timeout, with a clear line.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.protocol import Factory, Protocol
+
+    port = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+    try:
+        outcome = await tlsjson("request", "--port", str(port.getHost().port), "--ca",
+                                str(pki.caCert), "--timeout", "0.5", "{}", env=ENV).ended
+    finally:
+        await port.stopListening()
+    assert outcome.code == EXIT_TIMEOUT, outcome
+    assert "no answer from localhost" in outcome.err and "0.5 seconds" in outcome.err

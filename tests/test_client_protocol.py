@@ -374,3 +374,39 @@ def test_refusedIsConnectionRefused() -> None:
     t.client.connect().addErrback(failures.append)
     t.connector.fail()
     assert failures[0].value.reason.check(ConnectionRefusedError)
+
+
+def test_cancelWaitKeepsConnecting() -> None:
+    """
+    Cancelling a wait for authentication forgets the wait; the client goes
+    on connecting, and other waits still fire.
+    """
+    from twisted.internet.defer import CancelledError
+
+    t = Timeline(reconnectInterval=5)
+    first = t.client.connect()
+    second = t.client.whenAuthenticated()
+    failures: List[Any] = []
+    first.addErrback(failures.append)
+    first.cancel()
+    assert failures[0].check(CancelledError)
+    assert t.client._waiting == [second]
+    t.connector.succeed()
+    assert second.called
+
+
+def test_protocolObserversCancellable() -> None:
+    """
+    The protocol's whenAuthenticated/whenClosed Deferreds can be cancelled
+    and are then forgotten.
+    """
+    from twisted.internet.defer import CancelledError
+
+    factory = TLSJSONClientFactory("pw", reactor=Clock())
+    protocol, transport = connectProtocol(factory, SERVER_ADDRESS)
+    for observe, observers in ((protocol.whenAuthenticated, "_authenticatedObservers"),
+                               (protocol.whenClosed, "_closedObservers")):
+        d = observe()
+        d.addErrback(lambda f: f.trap(CancelledError))
+        d.cancel()
+        assert getattr(protocol, observers) == []

@@ -75,6 +75,9 @@ def test_devDefaults() -> None:
     options = parse("--dev")
     assert (options["port"], options["interface"]) == (8888, "127.0.0.1")
     assert (parse("--dev", "--port", "0")["port"], options["interface"]) == (0, "127.0.0.1")
+    listening = parse("--dev", "--listen", "tcp:0")
+    assert listening["cert"] is None and listening["port"] is None
+    assert listening["password-file"] == str(Path("certs") / "dev-password")
     assert options["cert"] == str(Path("certs") / "localhost.crt")
     assert options["password-file"] == str(Path("certs") / "dev-password")
 

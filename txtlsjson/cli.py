@@ -166,6 +166,8 @@ def _exitCodeFor(error: BaseException) -> int:
 
 
 async def _run(reactor: Any, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+    from twisted.internet.defer import TimeoutError as DeferredTimeout
+
     from txtlsjson.client import Client
     from txtlsjson.password import PasswordError, loadPassword
     from txtlsjson.tls import clientTLSOptions
@@ -193,9 +195,13 @@ async def _run(reactor: Any, args: argparse.Namespace, stdin: TextIO, out: TextI
     if args.command == "listen":
         return await _listen(reactor, client, args, printLine)
 
-    connecting = client.connect().addTimeout(args.timeout, reactor)
     try:
-        await connecting
+        try:
+            await client.connect().addTimeout(args.timeout, reactor)
+        except DeferredTimeout:
+            raise CommandError(
+                f"no answer from {args.host}:{args.port} within {args.timeout:g} seconds "
+                "(connecting, TLS or password)", EXIT_TIMEOUT) from None
         for message in _messages(args.message, stdin):
             if args.command == "request":
                 printLine(await client.request(message))

@@ -178,15 +178,21 @@ class Client(EventEmitter):
     def whenAuthenticated(self) -> "Deferred[None]":
         """
         @return: a new Deferred that fires when the client is authenticated
-            (at once if it is), failing as L{connect}'s does.
+            (at once if it is), failing as L{connect}'s does.  Cancelling it
+            stops the wait, not the connecting (see L{disconnect}).
         """
         if self.isAuthenticated:
             return succeed(None)
         if self._connector is None:
             return fail(NotConnected("not connecting; call connect()"))
-        d: Deferred[None] = Deferred()
+        d: Deferred[None] = Deferred(self._stopWaiting)
         self._waiting.append(d)
         return d
+
+    def _stopWaiting(self, d: "Deferred[None]") -> None:
+        # Cancelling the wait leaves the client connecting.
+        if d in self._waiting:
+            self._waiting.remove(d)
 
     def disconnect(self) -> "Deferred[None]":
         """

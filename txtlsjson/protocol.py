@@ -380,7 +380,7 @@ class TLSJSONProtocol(LineReceiver):
             return succeed(None)
         if self._closed:
             return fail(NotConnected())
-        d: Deferred[None] = Deferred()
+        d: Deferred[None] = Deferred(self._authenticatedObservers.remove)
         self._authenticatedObservers.append(d)
         return d
 
@@ -408,7 +408,7 @@ class TLSJSONProtocol(LineReceiver):
         """
         if self._closed:
             return succeed(None)
-        d: Deferred[None] = Deferred()
+        d: Deferred[None] = Deferred(self._closedObservers.remove)
         self._closedObservers.append(d)
         return d
 

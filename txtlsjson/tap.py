@@ -144,9 +144,10 @@ class Options(usage.Options):
         if self["dev"]:
             if not self["listen"] and self["port"] is None:
                 self["port"] = DEV_PORT
-            self["interface"] = self["interface"] or DEV_INTERFACE
-            self["cert"] = self["cert"] or str(DEV_CERTIFICATE)
-            self["key"] = self["key"] or str(DEV_KEY)
+            if self["port"] is not None:
+                self["interface"] = self["interface"] or DEV_INTERFACE
+                self["cert"] = self["cert"] or str(DEV_CERTIFICATE)
+                self["key"] = self["key"] or str(DEV_KEY)
             self["password-file"] = self["password-file"] or str(DEV_PASSWORD_FILE)
         if self["port"] is None and not self["listen"]:
             raise usage.UsageError(
