@@ -257,7 +257,11 @@ async def test_passwordGuessingSlowed(pki: PKI) -> None:
             refused = guesser.waitFor(b'{"error":"incorrect password"}\n')
             refused.addCallback(lambda _, n=n: answers.append(f"guess{n}"))
             refusals.append(refused)
-        await deferLater(reactor, 0.05, lambda: None)  # let the guesses arrive and queue
+        for _ in range(500):  # bounded: at most 5 s for the guesses to arrive
+            if throttle.attemptsFrom("127.0.0.1") == 3:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        assert throttle.attemptsFrom("127.0.0.1") == 3
         honest = Client("localhost", server.port, "s3cret", ca=[pki.caCert])  # type: ignore[arg-type]
         connected = _connectFrom(honest, "127.0.0.2")
         await connected

@@ -131,7 +131,9 @@ async def test_nativeLayer(pki: PKI) -> None:
         clientFactory = TLSJSONClientFactory("pw")
         connector = reactor.connectSSL("127.0.0.1", port.getHost().port, clientFactory,
                                        clientTLSOptions("localhost", [pki.caCert]))
-        while clientFactory.client is None:
+        for _ in range(1000):  # bounded: at most 10 s
+            if clientFactory.client is not None:
+                break
             await _turn()
         protocol = clientFactory.client
         await protocol.whenAuthenticated().addTimeout(WAIT, reactor)

@@ -68,6 +68,7 @@ def test_oneAtATimePerAddress() -> None:
                                  throttle.finished("a", False)))
     other = throttle.attempt("b")
     assert first.called and other.called
+    assert throttle.attemptsFrom("a") == 3 and throttle.attemptsFrom("c") == 0
     clock.pump([1] * 20)
     assert answered == [2, 6, 14]
 

@@ -75,6 +75,16 @@ class AuthenticationThrottle:
         """
         return len(self._addresses)
 
+    def attemptsFrom(self, address: str) -> int:
+        """
+        @return: how many password attempts from C{address} are being
+            delayed or wait their turn.
+        """
+        entry = self._addresses.get(address)
+        if entry is None:
+            return 0
+        return len(entry.waiting) + (entry.active is not None and not entry.active.called)
+
     def delayFor(self, address: str) -> float:
         """
         @return: how long the next attempt from C{address} would wait
