@@ -20,14 +20,14 @@ send to clients (C{server.send(id, obj)}, C{server.request(id, obj)}).
 from __future__ import annotations
 
 import importlib
-from inspect import isawaitable
-from typing import Any, Coroutine, cast
+from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 
 from txtlsjson.codec import JSONObject
 from txtlsjson.events import Responder
+from txtlsjson.protocol import awaitableAsDeferred
 from txtlsjson.server import Server
 
 HANDLER_METHODS = ("authenticated", "message", "request", "close", "timeout")
@@ -123,10 +123,7 @@ _log = Logger(namespace="txtlsjson.handler")
 
 def _answer(method: Any, connectionId: int, request: JSONObject, res: Responder) -> None:
     def call() -> Any:
-        result = method(connectionId, request)
-        if isawaitable(result) and not isinstance(result, Deferred):
-            return ensureDeferred(cast("Coroutine[Any, Any, Any]", result))
-        return result
+        return awaitableAsDeferred(method(connectionId, request))
 
     def send(response: Any) -> None:
         if response is not None:

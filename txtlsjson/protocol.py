@@ -88,6 +88,16 @@ class _Backpressure:
         self.paused = False
 
 
+def awaitableAsDeferred(result: Any) -> Any:
+    """
+    A coroutine (or other awaitable) returned by an application hook, as a
+    Deferred; any other result as it is.
+    """
+    if isawaitable(result) and not isinstance(result, Deferred):
+        return ensureDeferred(cast("Coroutine[Any, Any, Any]", result))
+    return result
+
+
 def _defaultReactor(reactor: Optional[IReactorTime]) -> Any:
     if reactor is None:
         from twisted.internet import reactor as globalReactor
@@ -307,8 +317,7 @@ class TLSJSONProtocol(LineReceiver):
             return
         if result is None:
             return
-        if isawaitable(result) and not isinstance(result, Deferred):
-            result = ensureDeferred(cast("Coroutine[Any, Any, Any]", result))
+        result = awaitableAsDeferred(result)
         if isinstance(result, Deferred):
             result.addCallbacks(self._respond, self._handlerFailed,
                                 callbackArgs=(requestId,), errbackArgs=(requestId,))
