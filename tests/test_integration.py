@@ -140,8 +140,10 @@ async def test_nativeLayer(pki: PKI) -> None:
         assert await protocol.request({"n": 4}) == {"doubled": 8}
         socket = protocol.transport.transport.getHandle()  # under the TLS layer
         assert socket.getsockopt(IPPROTO_TCP, TCP_NODELAY)
+        # A plain loseConnection (what connector.disconnect does) closes at
+        # once: the backpressure producer does not hold the TLS close up.
         connector.disconnect()
-        await protocol.whenClosed()
+        await protocol.whenClosed().addTimeout(1, reactor)
         await serverFactory.closeConnections()
     finally:
         await port.stopListening()
