@@ -287,3 +287,21 @@ async def test_silentServerTimesOut(pki: PKI) -> None:
         await port.stopListening()
     assert outcome.code == EXIT_TIMEOUT, outcome
     assert "no answer from localhost" in outcome.err and "0.5 seconds" in outcome.err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["request", "--port", "0", "{}"], "not a port number"),
+    (["request", "--port", "70000", "{}"], "not a port number"),
+    (["request", "--timeout", "0", "{}"], "not a number of seconds > 0"),
+    (["listen", "--reconnect-interval", "-1"], "not a number of seconds >= 0"),
+    (["certs", "--days", "0"], "not a number of days >= 1"),
+    (["certs", "--key-type", "dsa"], "invalid choice"),
+])
+def test_usageErrors(argv: List[str], message: str, capsys: Any) -> None:
+    """
+    Out-of-range arguments are usage errors (exit 2) naming the argument.
+    """
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == EXIT_USAGE
+    assert message in capsys.readouterr().err

@@ -39,6 +39,28 @@ class CommandError(Exception):
         self.code = code
 
 
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 < number < 65536:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (1-65535)")
+    return number
+
+
+def _seconds(value: str, allowZero: bool = False) -> float:
+    number = float(value)
+    if not (number >= 0 if allowZero else number > 0):
+        raise argparse.ArgumentTypeError(
+            f"{value} is not a number of seconds {'>= 0' if allowZero else '> 0'}")
+    return number
+
+
+def _days(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a number of days >= 1")
+    return number
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tlsjson",
@@ -50,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def connection(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--host", default="localhost", help="server host (default: localhost)")
-        sub.add_argument("--port", type=int, default=8888, help="server port (default: 8888)")
+        sub.add_argument("--port", type=_port, default=8888, help="server port (default: 8888)")
         sub.add_argument("--ca", action="append", metavar="PEM",
                          help="CA certificate(s) to trust (repeatable; default: the system's)")
         sub.add_argument("--server-name", metavar="NAME",
@@ -59,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--client-key", metavar="PEM", help="its key (default: in --client-cert)")
         sub.add_argument("--password-file", metavar="FILE",
                          help="file holding the password (default: $TLSJSON_PASSWORD)")
-        sub.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+        sub.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS",
                          help="connect and request timeout (default: 10)")
 
     request = commands.add_parser(
@@ -74,7 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     listen = commands.add_parser(
         "listen", help="stay connected (reconnecting) and print each message as a JSON line")
     connection(listen)
-    listen.add_argument("--reconnect-interval", type=float, default=2.0, metavar="SECONDS",
+    listen.add_argument("--reconnect-interval", type=lambda v: _seconds(v, allowZero=True),
+                        default=2.0, metavar="SECONDS",
                         help="seconds between reconnection attempts (default: 2)")
 
     certs = commands.add_parser(
@@ -87,7 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     certs.add_argument("--name", help="file name stem (default: the CN)")
     certs.add_argument("--key-type", choices=["rsa", "ecdsa"], default="rsa",
                        help="RSA 2048 or ECDSA P-256 (default: rsa)")
-    certs.add_argument("--days", type=int, default=3650, help="validity (default: 3650)")
+    certs.add_argument("--days", type=_days, default=3650, metavar="DAYS",
+                       help="validity (default: 3650)")
     certs.add_argument("--force", action="store_true", help="overwrite existing files")
     return parser
 
