@@ -14,6 +14,7 @@ from twisted.internet.error import ConnectionRefusedError, TimeoutError
 from twisted.internet.task import Clock
 
 from txtlsjson import Client
+from txtlsjson.client import ClientState
 from txtlsjson.errors import (
     AuthenticationFailed,
     ConnectionFailed,
@@ -193,9 +194,12 @@ def test_clientFirstAttemptRetried() -> None:
     suppressed until a connection is made.
     """
     t = Timeline(reconnectInterval=5)
+    assert t.client.state is ClientState.IDLE
     connected = t.client.connect()
+    assert t.client.state is ClientState.CONNECTING
     t.connector.fail()
     assert t.take() == [("error", "ConnectionFailed"), ("close",)]
+    assert t.client.state is ClientState.RECONNECTING
     t.reactor.advance(5)
     assert t.take() == [("reconnectAttempt",)]
     t.connector.fail()
@@ -205,6 +209,7 @@ def test_clientFirstAttemptRetried() -> None:
     t.reactor.advance(5)
     t.connector.succeed()
     assert t.take() == [("reconnectAttempt",), ("authenticated",)]
+    assert t.client.state is ClientState.CONNECTED
     assert connected.called and connected.result is None
     t.connector.lose()
     assert t.take() == [("close",)]
@@ -320,6 +325,7 @@ def test_clientDisconnectConnected() -> None:
     assert t.take() == [("close",)]
     assert t.reactor.getDelayedCalls() == []
     assert not t.client.isAuthenticated
+    assert t.client.state is ClientState.IDLE
 
 
 def test_clientSendBeforeAuthentication() -> None:

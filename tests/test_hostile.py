@@ -14,7 +14,7 @@ from typing import Any, List
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
+from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, wrapClientTLS
 from twisted.internet.task import deferLater
 
@@ -262,9 +262,9 @@ async def test_passwordGuessingSlowed(pki: PKI) -> None:
                 break
             await deferLater(reactor, 0.01, lambda: None)
         assert throttle.attemptsFrom("127.0.0.1") == 3
-        honest = Client("localhost", server.port, "s3cret", ca=[pki.caCert])  # type: ignore[arg-type]
-        connected = _connectFrom(honest, "127.0.0.2")
-        await connected
+        honest = Client("localhost", server.port, "s3cret", ca=[pki.caCert],  # type: ignore[arg-type]
+                        bindAddress=("127.0.0.2", 0))
+        await honest.connect()
         answers.append("honest")
         await gatherResults(refusals)
         assert answers == ["honest", "guess1", "guess2", "guess3"]
@@ -275,16 +275,6 @@ async def test_passwordGuessingSlowed(pki: PKI) -> None:
             await raw.ended
     finally:
         await server.close()
-
-
-def _connectFrom(client: Client, host: str) -> "Deferred[None]":
-    """
-    Connect C{client} from a given local address of the loopback range.
-    """
-    factory = client.factory
-    client._connector = reactor.connectSSL(  # type: ignore[attr-defined]
-        client.host, client.port, factory, client._tlsOptions, bindAddress=(host, 0))
-    return client.whenAuthenticated()
 
 
 @pytest_twisted.ensureDeferred

@@ -7,7 +7,8 @@ prefer L{txtlsjson.protocol.TLSJSONClientFactory} directly.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence
+from enum import Enum
+from typing import Any, List, Optional, Sequence, Tuple
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError
@@ -24,6 +25,26 @@ from txtlsjson.protocol import (
     TLSJSONClientProtocol,
 )
 from txtlsjson.tls import PathLike, clientTLSOptions
+
+
+class ClientState(Enum):
+    """
+    Where a L{Client} is in its connection's life.
+    """
+
+    #: Not connecting: before L{Client.connect}, after giving up, or after
+    #: L{Client.disconnect}.
+    IDLE = "idle"
+    #: The first attempt is under way; its failure is reported.
+    CONNECTING = "connecting"
+    #: Waiting for, or making, another attempt after a failure or a lost
+    #: connection; refused attempts are not reported until a connection is
+    #: made again.
+    RECONNECTING = "reconnecting"
+    #: A connection is made (authenticated or not yet).
+    CONNECTED = "connected"
+    #: L{Client.disconnect} is closing the connection; nothing is reported.
+    DISCONNECTING = "disconnecting"
 
 
 class _ClientProtocol(TLSJSONClientProtocol):
@@ -84,6 +105,7 @@ class Client(EventEmitter):
     not start working by itself.
 
     @ivar factory: the L{TLSJSONClientFactory} underneath.
+    @ivar state: the L{ClientState}.
     """
 
     events = frozenset({"authenticated", "message", "request", "close", "error",
@@ -103,6 +125,7 @@ class Client(EventEmitter):
         requestTimeout: float = 10.0,
         idleTimeout: float = 30.0,
         connectTimeout: float = 30.0,
+        bindAddress: Optional[Tuple[str, int]] = None,
         maxLineLength: int = DEFAULT_MAX_LINE_LENGTH,
         maxBufferedBytes: int = DEFAULT_MAX_BUFFERED_BYTES,
         reactor: Optional[IReactorTime] = None,
@@ -125,6 +148,8 @@ class Client(EventEmitter):
         @param idleTimeout: seconds of silence after which the server is
             taken for dead (C{0}: never).
         @param connectTimeout: seconds a TCP connection attempt may take.
+        @param bindAddress: the local (host, port) to connect from, if not
+            the system's choice.
         @param maxLineLength: the longest message in bytes.
         @param maxBufferedBytes: how much may wait for a server that stopped
             reading before the connection is dropped (C{0}: no limit).
@@ -142,16 +167,14 @@ class Client(EventEmitter):
         self.port = port
         self._tlsOptions = tlsOptions
         self._connectTimeout = connectTimeout
+        self._bindAddress = bindAddress
         self.factory = _ClientFactory(
             self, password, reconnectInterval=reconnectInterval,
             requestTimeout=requestTimeout, idleTimeout=idleTimeout,
             maxLineLength=maxLineLength, maxBufferedBytes=maxBufferedBytes, reactor=reactor)
         self._reactor: Any = self.factory.clock
-        self._connector: Optional[IConnector] = None
+        self.state = ClientState.IDLE
         self._waiting: List[Deferred[None]] = []
-        self._attempts = 0
-        self._reconnecting = False
-        self._disconnecting = False
 
     # -- the connection's life -------------------------------------------
 
@@ -164,15 +187,14 @@ class Client(EventEmitter):
             L{AuthenticationFailed}, or with L{NotConnected} if
             L{disconnect} is called first.
         """
-        if self._connector is None:
+        if self.state is ClientState.IDLE:
             factory = self.factory
             factory.continueTrying = factory.reconnectInterval > 0
             factory.delay = factory.initialDelay
-            self._attempts = 0
-            self._reconnecting = False
-            self._connector = self._reactor.connectSSL(
-                self.host, self.port, factory, self._tlsOptions,
-                timeout=self._connectTimeout)
+            self.state = ClientState.CONNECTING
+            self._reactor.connectSSL(self.host, self.port, factory, self._tlsOptions,
+                                     timeout=self._connectTimeout,
+                                     bindAddress=self._bindAddress)
         return self.whenAuthenticated()
 
     def whenAuthenticated(self) -> "Deferred[None]":
@@ -183,7 +205,7 @@ class Client(EventEmitter):
         """
         if self.isAuthenticated:
             return succeed(None)
-        if self._connector is None:
+        if self.state is ClientState.IDLE or self.state is ClientState.DISCONNECTING:
             return fail(NotConnected("not connecting; call connect()"))
         d: Deferred[None] = Deferred(self._stopWaiting)
         self._waiting.append(d)
@@ -201,14 +223,14 @@ class Client(EventEmitter):
 
         @return: a Deferred that fires once the connection is closed.
         """
-        self._disconnecting = True
+        self.state = ClientState.DISCONNECTING
         self.factory.stopTrying()
-        self._giveUp(NotConnected("client disconnected before it authenticated"))
+        self._failWaiting(NotConnected("client disconnected before it authenticated"))
         protocol = self.factory.client
         closed = protocol.close() if protocol is not None else succeed(None)
 
         def done(result: object) -> object:
-            self._disconnecting = False
+            self.state = ClientState.IDLE
             return result
 
         return closed.addBoth(done)
@@ -253,24 +275,22 @@ class Client(EventEmitter):
     # -- from the factory and protocol -----------------------------------
 
     def _attemptStarted(self) -> None:
-        self._attempts += 1
-        if self._attempts > 1:
-            self._reconnecting = True
+        if self.state is ClientState.RECONNECTING:
             self.emit("reconnectAttempt")
 
     def _resumed(self) -> None:
-        self._reconnecting = False
+        self.state = ClientState.CONNECTED
 
     def _attemptFailed(self, reason: Failure) -> None:
-        if self._disconnecting:
+        if self.state is ClientState.DISCONNECTING:
             return
         error = ConnectionFailed(reason)
-        if not (self._reconnecting and reason.check(ConnectionRefusedError)):
+        reconnecting = self.state is ClientState.RECONNECTING
+        if not (reconnecting and reason.check(ConnectionRefusedError)):
             self.emit("error", error)
-        if not self._reconnecting:
+        if not reconnecting:
             self.emit("close")
-        if not self.factory.continueTrying:
-            self._giveUp(error)
+        self._afterLoss(error)
 
     def _authenticated(self) -> None:
         waiting, self._waiting = self._waiting, []
@@ -281,18 +301,28 @@ class Client(EventEmitter):
     def _error(self, error: TLSJSONError) -> None:
         self.emit("error", error)
         if isinstance(error, AuthenticationFailed):
-            self._giveUp(error)
+            self._failWaiting(error)
 
     def _connectionLost(self, protocol: TLSJSONClientProtocol, reason: Failure) -> None:
+        disconnecting = self.state is ClientState.DISCONNECTING
         error = unexpectedEnd(reason, protocol.closeReason)
-        if error is not None and not self._disconnecting:
+        if error is not None and not disconnecting:
             self.emit("error", error)
         self.emit("close")
-        if not self.factory.continueTrying:
-            self._giveUp(error or NotConnected("connection closed before authentication"))
+        if not disconnecting:
+            self._afterLoss(error or NotConnected("connection closed before authentication"))
 
-    def _giveUp(self, error: Exception) -> None:
-        self._connector = None
+    def _afterLoss(self, error: Exception) -> None:
+        """
+        An attempt failed or a connection ended: reconnect, or give up.
+        """
+        if self.factory.continueTrying:
+            self.state = ClientState.RECONNECTING
+        else:
+            self.state = ClientState.IDLE
+            self._failWaiting(error)
+
+    def _failWaiting(self, error: Exception) -> None:
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.errback(error)
