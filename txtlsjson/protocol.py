@@ -502,10 +502,16 @@ class TLSJSONServerProtocol(TLSJSONProtocol):
         )
 
     def connectionMade(self) -> None:
+        """
+        Join the factory's connections, then start as every protocol does.
+        """
         self.factory.connections.add(self)
         super().connectionMade()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """
+        Leave the factory's connections, then end as every protocol does.
+        """
         self.factory.connections.discard(self)
         super().connectionLost(reason)
 
@@ -539,14 +545,23 @@ class TLSJSONClientProtocol(TLSJSONProtocol):
         )
 
     def connectionMade(self) -> None:
+        """
+        Tell the factory, then start (the password goes out first).
+        """
         self.factory.connectionMade(self)
         super().connectionMade()
 
     def sessionAuthenticated(self) -> None:
+        """
+        Tell the factory (which restarts its retry count), then the hooks.
+        """
         self.factory.protocolAuthenticated(self)
         super().sessionAuthenticated()
 
     def dropConnection(self, reason: TLSJSONError, flush: bool) -> None:
+        """
+        Drop the connection; a refused password also stops reconnecting.
+        """
         if isinstance(reason, AuthenticationFailed):
             # Retrying a refused password only feeds the server's
             # brute-force defences; it will not start working by itself.
@@ -554,6 +569,10 @@ class TLSJSONClientProtocol(TLSJSONProtocol):
         super().dropConnection(reason, flush)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """
+        Tell the factory it has no connection, then end as every protocol
+        does.
+        """
         self.factory.protocolClosed(self)
         super().connectionLost(reason)
 
@@ -744,9 +763,16 @@ class TLSJSONClientFactory(ReconnectingClientFactory):
             pass
 
     def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
+        """
+        Reconnect after C{reconnectInterval}, unless told not to.
+        """
         if self.continueTrying:
             ReconnectingClientFactory.clientConnectionLost(self, connector, reason)
 
     def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
+        """
+        Try again after C{reconnectInterval} (the first attempt too), unless
+        told not to.
+        """
         if self.continueTrying:
             ReconnectingClientFactory.clientConnectionFailed(self, connector, reason)

@@ -421,6 +421,9 @@ class ServerSession(Session):
         self._lastPing = 0
 
     def connectionMade(self) -> None:
+        """
+        Start the authentication timer.
+        """
         if self._authTimeout > 0:
             self._authTimer = self._clock.callLater(self._authTimeout, self._authTimedOut)
 
@@ -561,12 +564,18 @@ class ClientSession(Session):
         self._lastHeard = 0.0
 
     def connectionMade(self) -> None:
+        """
+        Send the password and start watching for silence.
+        """
         self._transport.writeLine(encodeLine({"password": self._password}))
         if self._idleTimeout > 0:
             self._lastHeard = self._clock.seconds()
             self._idleTimer = self._clock.callLater(self._idleTimeout, self._checkIdle)
 
     def heard(self) -> None:
+        """
+        Note the time: the server is alive.
+        """
         if self._idleTimer is not None:
             # One clock read per chunk; the timer itself is only moved when
             # it fires, so a busy connection costs no timer churn.
