@@ -110,29 +110,19 @@ class Options(usage.Options):
         self["client-ca"] = []
 
     def opt_listen(self, description: str) -> None:
-        """
-        Listen on a Twisted server endpoint, e.g.
-        ssl:8888:privateKey=server.key:certKey=server.crt (repeatable).
-        """
+        """Listen on a Twisted server endpoint, e.g. ssl:8888:privateKey=server.key:certKey=server.crt (repeatable)."""
         self["listen"].append(description)
 
     def opt_chain(self, path: str) -> None:
-        """
-        PEM file of intermediate certificates to send with --cert (repeatable).
-        """
+        """PEM file of intermediate certificates to send with --cert (repeatable)."""
         self["chain"].append(path)
 
     def opt_client_ca(self, path: str) -> None:
-        """
-        Require client certificates (mutual TLS) issued by the CA in this PEM
-        file, on --port (repeatable).
-        """
+        """Require client certificates (mutual TLS) issued by the CA in this PEM file, on --port (repeatable)."""
         self["client-ca"].append(path)
 
     def opt_password(self, value: str) -> None:
-        """
-        Refused: a password on the command line shows in ps and shell history.
-        """
+        """Refused: a password on the command line shows in ps and shell history."""
         raise usage.UsageError(
             "the password is never taken on the command line; "
             "use --password-file FILE or the TLSJSON_PASSWORD environment variable")
