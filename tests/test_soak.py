@@ -20,5 +20,6 @@ async def test_shortSoak() -> None:
     """
     report = await runSoak(reactor, clients=30, seconds=4, flakyFraction=1 / 3)
     assert check(report) == [], report
-    assert report["cuts"] > 0
-    assert report["clientRequests"]["failed"] > 0  # the faults did bite
+    # The faults did bite: connections were cut and clients came back.
+    assert report["cuts"] > 10
+    assert report["authentications"] > 30 + report["cuts"] // 2
