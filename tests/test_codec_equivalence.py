@@ -17,6 +17,8 @@ import uuid
 from enum import Enum
 from typing import Any, Callable, List
 
+import pytest
+
 from txtlsjson import codec
 from txtlsjson.errors import InvalidMessage, InvalidOutgoingMessage
 
@@ -115,6 +117,51 @@ def digits(data: bytes) -> List[bytes]:
     """
     return [re.sub(rb"[.]", b"", m.group(1)).strip(b"0")
             for m in re.finditer(rb"-?([0-9.]+)(?:[eE][-+]?[0-9]+)?", data)]
+
+
+BIG = "x" * 70000
+
+
+@pytest.mark.parametrize("value", [
+    {"data": BIG},
+    {"data": BIG, "n": None, "ok": True, "i": 2**62},
+    {"data": BIG, "nan": float("nan")},
+    {"data": BIG, "inf": float("inf"), "n": None},
+    {"data": BIG, "f": 0.5, "n": None},
+    {"data": BIG, "huge": 2**70},
+    {"data": [BIG, float("nan")]},
+    {"data": BIG, "bad": "\ud800"},
+])
+def test_bigMessagesIdentical(value: Any) -> None:
+    """
+    Messages over 64 KiB, which are checked through the object rather than
+    by another scan of their bytes, encode and decode as the standard
+    library does.
+    """
+    standard = outcome(codec._encodeStandard, value)
+    fast = outcome(FAST, value)  # type: ignore[arg-type]
+    assert fast == standard
+    if standard[0] == "ok":
+        line = standard[1][:-1]
+        assert same(outcome(codec._decodeLineFast, line),  # type: ignore[attr-defined]
+                    outcome(codec._decodeLineStandard, line))
+
+
+@pytest.mark.parametrize("line", [
+    b'{"data":"' + BIG.encode() + b'","big":123456789012345678901234567890}',
+    b'{"data":"' + BIG.encode() + b'","neg":-9223372036854775809}',
+    b'{"data":["' + BIG.encode() + b'",99999999999999999999]}',
+    b'{"data":"' + BIG.encode() + b'","f":1.5,"i":12345678901234567890123}',
+    b'{"data":"' + BIG.encode() + b'","ok":18446744073709551615}',
+    b'{"data":"' + BIG.encode() + b'"',
+])
+def test_bigLinesIdentical(line: bytes) -> None:
+    """
+    Big lines with integers beyond 64 bits decode to exact integers, as the
+    standard library reads them, flat or nested; broken ones fail alike.
+    """
+    assert same(outcome(codec._decodeLineFast, line),  # type: ignore[attr-defined]
+                outcome(codec._decodeLineStandard, line))
 
 
 def test_knownDifference() -> None:

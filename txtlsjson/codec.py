@@ -182,13 +182,38 @@ if orjson is not None:
     def _refuse(obj: Any) -> Any:
         raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
+    #: Above this size a line or an encoded message is checked through the
+    #: object (cheap when it is a flat dict, as big messages usually are)
+    #: rather than by scanning all its bytes once more.
+    _BIG = 64 * 1024
+    _scalars = (str, int, bool, type(None))
+
+    def _flat(obj: Any) -> bool:
+        """
+        Whether C{obj} is a dict of strings, integers, booleans and nulls
+        only: no float (which a too-big integer would have become, or which
+        could be NaN) can hide in it.
+        """
+        scalars = _scalars
+        return type(obj) is dict and all(type(v) in scalars for v in obj.values())
+
     def _decodeLineFast(line: Line) -> JSONObject:
-        if _nineteenDigits in line.translate(_digitTable):
-            return _decodeLineStandard(line)
-        try:
-            obj = _orjsonLoads(line)
-        except _OrjsonError:
-            return _decodeLineStandard(line)
+        if len(line) < _BIG:
+            if _nineteenDigits in line.translate(_digitTable):
+                return _decodeLineStandard(line)
+            try:
+                obj = _orjsonLoads(line)
+            except _OrjsonError:
+                return _decodeLineStandard(line)
+        else:
+            try:
+                obj = _orjsonLoads(line)
+            except _OrjsonError:
+                return _decodeLineStandard(line)
+            # A big integer would have been read as a float: with none in a
+            # flat result, there was none; otherwise look at the digits.
+            if not _flat(obj) and _nineteenDigits in line.translate(_digitTable):
+                return _decodeLineStandard(line)
         if type(obj) is not dict:
             raise _notAnObject(obj)
         return obj  # type: ignore[no-any-return]
@@ -198,7 +223,7 @@ if orjson is not None:
             data: bytes = _orjsonDumps(obj, default=_refuse, option=_options)
         except _OrjsonEncodeError:
             return _encodeStandard(obj)
-        if b"null" in data:
+        if (len(data) < _BIG or not _flat(obj)) and b"null" in data:
             return _encodeStandard(obj)
         return data
 
