@@ -19,8 +19,7 @@ from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, Coroutine, List, Optional, Set, cast
 
 from twisted.internet.defer import Deferred, ensureDeferred, fail, gatherResults, succeed
-from twisted.internet.error import NotConnectingError
-from twisted.internet.interfaces import IConnector, IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import ReconnectingClientFactory, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -672,7 +671,9 @@ class TLSJSONClientFactory(ReconnectingClientFactory):
 
     Use it with C{reactor.connectSSL(host, port, factory, tlsOptions)}
     (C{ReconnectingClientFactory} needs a connector; endpoints do not give
-    one).  The first connection attempt is retried too.
+    one).  The first connection attempt is retried too.  C{stopTrying()}
+    stops reconnecting and cancels an attempt under way, but does not close
+    an established connection (use the protocol's C{close()}).
 
     @ivar reconnectInterval: seconds between a lost or failed connection and
         the next attempt; C{0}: never reconnect.
@@ -751,28 +752,3 @@ class TLSJSONClientFactory(ReconnectingClientFactory):
         """
         if self.client is protocol:
             self.client = None
-
-    def stopTrying(self) -> None:
-        """
-        Stop reconnecting, and cancel an attempt under way.  Does not close
-        an established connection.
-        """
-        try:
-            ReconnectingClientFactory.stopTrying(self)
-        except NotConnectingError:  # pragma: no cover - Twisted catches it
-            pass
-
-    def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
-        """
-        Reconnect after C{reconnectInterval}, unless told not to.
-        """
-        if self.continueTrying:
-            ReconnectingClientFactory.clientConnectionLost(self, connector, reason)
-
-    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
-        """
-        Try again after C{reconnectInterval} (the first attempt too), unless
-        told not to.
-        """
-        if self.continueTrying:
-            ReconnectingClientFactory.clientConnectionFailed(self, connector, reason)
