@@ -246,6 +246,11 @@ decodeLine.__doc__ = """
     """
 
 
+def _notADict(obj: object) -> InvalidOutgoingMessage:
+    return InvalidOutgoingMessage(
+        f"a message must be a dict (a JSON object), not {type(obj).__name__}")
+
+
 def encodeLine(obj: JSONObject) -> bytes:
     """
     Encode an object exactly as C{JSON.stringify(obj) + "\\\\n"} would, as
@@ -258,8 +263,7 @@ def encodeLine(obj: JSONObject) -> bytes:
         Infinity, circular references, lone surrogates).
     """
     if not isinstance(obj, dict):
-        raise InvalidOutgoingMessage(
-            f"a message must be a dict (a JSON object), not {type(obj).__name__}")
+        raise _notADict(obj)
     return _encodeAny(obj)
 
 
@@ -280,8 +284,7 @@ def encodeMessageLine(obj: JSONObject, idKey: Optional[str] = None, ident: int =
     @raise InvalidOutgoingMessage: as L{encodeLine}.
     """
     if not isinstance(obj, dict):
-        raise InvalidOutgoingMessage(
-            f"a message must be a dict (a JSON object), not {type(obj).__name__}")
+        raise _notADict(obj)
     if not RESERVED_KEYS.isdisjoint(obj):
         found = ", ".join(sorted(RESERVED_KEYS.intersection(obj)))
         raise ReservedKeyError(

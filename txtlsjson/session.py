@@ -29,7 +29,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txtlsjson.codec import (
-    MAX_SAFE_INTEGER,
     PING,
     Line,
     PONG,
@@ -40,6 +39,7 @@ from txtlsjson.codec import (
     encodeLine,
     encodeMessageLine,
     isTruthy,
+    isValidId,
 )
 from txtlsjson.errors import (
     AuthenticationFailed,
@@ -254,7 +254,7 @@ class Session:
         # The hot path: the common cases are tested first and cheaply.
         requestId = message.get(REQUEST_ID)
         if requestId is not None:
-            if type(requestId) is int and 0 < requestId <= MAX_SAFE_INTEGER:
+            if isValidId(requestId):
                 del message[REQUEST_ID]
                 self._observer.sessionRequest(requestId, message)
                 return
