@@ -5,6 +5,7 @@ expects, and every refusal.
 
 from __future__ import annotations
 
+from collections import OrderedDict, defaultdict
 from typing import Any
 
 import pytest
@@ -55,6 +56,17 @@ def test_callerObjectUntouched() -> None:
     message = {"foo": "bar"}
     encodeMessageLine(message, "requestId", 3)
     assert message == {"foo": "bar"}
+
+
+@pytest.mark.parametrize("factory", [OrderedDict, lambda pairs: defaultdict(list, pairs)])
+def test_dictSubclassWithId(factory: Any) -> None:
+    """
+    A dict subclass (whose C{copy} keeps its class) is sent as the plain
+    dict would be, the id last, and is not modified either.
+    """
+    message = factory([("b", 1), ("a", [2])])
+    assert encodeMessageLine(message, "requestId", 4) == b'{"b":1,"a":[2],"requestId":4}\n'
+    assert dict(message) == {"b": 1, "a": [2]}
 
 
 @pytest.mark.parametrize("key", ["requestId", "responseId", "__ping", "__pong"])
