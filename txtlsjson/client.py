@@ -58,7 +58,7 @@ class _ClientProtocol(TLSJSONClientProtocol):
 
     def sessionRequest(self, requestId: int, request: JSONObject) -> None:
         owner = self.factory.owner
-        owner.emit("request", request, Responder(self, requestId, owner))
+        owner.emit("request", request, Responder(self, requestId))
 
     def errorReceived(self, error: TLSJSONError) -> None:
         self.factory.owner._error(error)

@@ -92,22 +92,18 @@ class Responder:
     The C{res} of a C{request} event: C{res.send(obj)} answers the request.
     """
 
-    __slots__ = ("_protocol", "_requestId", "_emitter", "_errorArgs", "_sent")
+    # Two slots: one is made for every request received.
+    __slots__ = ("_protocol", "_requestId")
 
-    def __init__(self, protocol: "TLSJSONProtocol", requestId: int, emitter: EventEmitter,
-                 errorArgs: Tuple[Any, ...] = ()) -> None:
+    def __init__(self, protocol: "TLSJSONProtocol", requestId: int) -> None:
         """
-        @param protocol: the connection the request came on.
+        @param protocol: the connection the request came on; its
+            C{errorReceived} reports a response that found the connection
+            gone.
         @param requestId: the request's id.
-        @param emitter: emits the C{error} event if the connection is gone.
-        @param errorArgs: what that event carries before the error (the
-            server's connection id).
         """
         self._protocol = protocol
-        self._requestId = requestId
-        self._emitter = emitter
-        self._errorArgs = errorArgs
-        self._sent = False
+        self._requestId: Optional[int] = requestId
 
     def send(self, response: JSONObject) -> None:
         """
@@ -121,13 +117,14 @@ class Responder:
             is (then it may be sent again, corrected).
         @raise TLSJSONError: if a response was sent already.
         """
-        if self._sent:
-            raise TLSJSONError(f"request {self._requestId} has been answered already")
+        requestId = self._requestId
+        if requestId is None:
+            raise TLSJSONError("this request has been answered already")
         try:
-            self._protocol.session.respond(self._requestId, response)
+            self._protocol.session.respond(requestId, response)
         except NotConnected as e:
-            self._emitter.emit("error", *self._errorArgs, e)
-        self._sent = True
+            self._protocol.errorReceived(e)
+        self._requestId = None
 
 
 def unexpectedEnd(reason: Failure, closeReason: Optional[TLSJSONError]) -> Optional[TLSJSONError]:

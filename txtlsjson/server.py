@@ -43,7 +43,7 @@ class _ServerProtocol(TLSJSONServerProtocol):
     def sessionRequest(self, requestId: int, request: JSONObject) -> None:
         server = self.factory.server
         server.emit("request", self.connectionId, request,
-                    Responder(self, requestId, server, (self.connectionId,)))
+                    Responder(self, requestId))
 
     def errorReceived(self, error: TLSJSONError) -> None:
         self.factory.server.emit("error", self.connectionId, error)

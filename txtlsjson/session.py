@@ -38,8 +38,8 @@ from txtlsjson.codec import (
     decodeLine,
     encodeLine,
     encodeMessageLine,
+    MAX_SAFE_INTEGER,
     isTruthy,
-    isValidId,
 )
 from txtlsjson.errors import (
     AuthenticationFailed,
@@ -170,11 +170,13 @@ class Session:
 
     # -- outgoing ---------------------------------------------------------
 
+    def _tooLong(self, line: bytes) -> InvalidOutgoingMessage:
+        return InvalidOutgoingMessage(
+            f"message of {len(line) - 1} bytes exceeds maxLineLength ({self.maxLineLength})")
+
     def _write(self, line: bytes) -> None:
         if len(line) > self.maxLineLength + 1:
-            raise InvalidOutgoingMessage(
-                f"message of {len(line) - 1} bytes exceeds maxLineLength ({self.maxLineLength})"
-            )
+            raise self._tooLong(line)
         self._transport.writeLine(line)
 
     def send(self, message: JSONObject) -> None:
@@ -196,13 +198,18 @@ class Session:
         Never raises: every failure (not authenticated, an invalid object,
         timeout, connection lost) arrives through the Deferred.
         """
+        # The hot path of request-heavy applications: _write is inlined.
         if self.state is not SessionState.AUTHENTICATED:
             return fail(NotConnected())
+        requests = self.requests
         try:
-            self._write(encodeMessageLine(request, REQUEST_ID, self.requests.nextId))
+            line = encodeMessageLine(request, REQUEST_ID, requests.nextId)
         except InvalidOutgoingMessage:
             return fail()
-        return self.requests.issue()
+        if len(line) > self.maxLineLength + 1:
+            return fail(self._tooLong(line))
+        self._transport.writeLine(line)
+        return requests.issue()
 
     # -- incoming ---------------------------------------------------------
 
@@ -224,13 +231,18 @@ class Session:
             index += 1
             if message is not None:
                 self._authenticate(message)
-        decode, dispatch = self._decode, self._dispatch
+        # The hot path: _decode is inlined.
+        dispatch = self._dispatch
         for line in (lines[index:] if index else lines):
             if self.state is not SessionState.AUTHENTICATED:
                 return
-            message = decode(line)
-            if message is not None:
-                dispatch(message)
+            try:
+                message = decodeLine(line)
+            except InvalidMessage as e:
+                if line.strip():
+                    self._badLine(e)
+                continue
+            dispatch(message)
 
     def _decode(self, line: Line) -> Optional[JSONObject]:
         """
@@ -254,7 +266,7 @@ class Session:
         # The hot path: the common cases are tested first and cheaply.
         requestId = message.get(REQUEST_ID)
         if requestId is not None:
-            if isValidId(requestId):
+            if type(requestId) is int and 0 < requestId <= MAX_SAFE_INTEGER:  # isValidId
                 del message[REQUEST_ID]
                 self._observer.sessionRequest(requestId, message)
                 return
@@ -314,7 +326,11 @@ class Session:
         """
         if self.state is not SessionState.AUTHENTICATED:
             raise NotConnected()
-        self._write(encodeMessageLine(response, RESPONSE_ID, requestId))
+        # The hot path of a busy server: _write is inlined.
+        line = encodeMessageLine(response, RESPONSE_ID, requestId)
+        if len(line) > self.maxLineLength + 1:
+            raise self._tooLong(line)
+        self._transport.writeLine(line)
 
     def _becomeAuthenticated(self) -> None:
         self.state = SessionState.AUTHENTICATED
