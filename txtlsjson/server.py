@@ -270,7 +270,8 @@ class Server(EventEmitter):
             L{NotConnected}, L{InvalidOutgoingMessage}, L{RequestTimeout} or
             L{ConnectionLost}.
         """
-        protocol = self._authenticated(connectionId)
+        protocol = self._connections.get(connectionId)
         if protocol is None:
             return fail(NotConnected())
+        # The session fails the request if it is not authenticated (yet).
         return protocol.request(request)
