@@ -307,3 +307,64 @@ async def test_listenPortInUse(server: Server, pki: PKI) -> None:
     other = Server("x", certificate=pki.serverCert, privateKey=pki.serverKey)
     with pytest.raises(CannotListenError):
         await other.listen(server.port, "127.0.0.1")  # type: ignore[arg-type]
+
+
+class BufferWatch:
+    """
+    Watches a TCP transport's write buffer: the most it held after any
+    write.
+    """
+
+    def __init__(self, tcp: Any) -> None:
+        self.most = 0
+        original = tcp.write
+
+        def write(data: bytes) -> None:
+            original(data)
+            self.most = max(self.most, len(tcp.dataBuffer) - tcp.offset + tcp._tempDataLen)
+
+        tcp.write = write
+
+
+@pytest_twisted.ensureDeferred
+async def test_bigMessagesPaced(server: Server, pki: PKI) -> None:
+    """
+    Messages of megabytes go both ways whole and in order with the small
+    ones written after them, while the sender's TCP buffer holds only a
+    few pieces of them at a time (not the whole ciphertext); a client that
+    disconnects right after sending one still delivers it whole.
+    """
+    size = 8 * 1024 * 1024
+    await server.listen(0, "127.0.0.1")
+    received: List[Any] = []
+    server.on("message", lambda i, message: received.append(message))
+    server.on("request", lambda i, req, res: res.send({"len": len(req["data"])}))
+    client = makeClient(server, pki)
+    authenticated = nextEvent(server, "authenticated")
+    await client.connect()
+    [connectionId, _] = await authenticated
+    clientTCP = client.factory.client.transport.transport  # type: ignore[union-attr]
+    watch = BufferWatch(clientTCP)
+
+    big = "\u00e9" * (size // 2)  # 8 MiB of UTF-8
+    answers = [client.request({"data": big}), client.request({"data": "small"})]
+    client.send({"n": 1})
+    assert await answers[0] == {"len": size // 2}
+    assert await answers[1] == {"len": 5}
+    assert received == [{"n": 1}]
+    assert watch.most < 2 * 1024 * 1024, watch.most
+
+    messages: List[Any] = []
+    arrived: Deferred[None] = Deferred()
+    client.on("message", lambda m: (messages.append(m), len(messages) == 2 and arrived.callback(None)))
+    server.send(connectionId, {"data": big})
+    server.send(connectionId, {"after": True})
+    await arrived.addTimeout(WAIT, reactor)
+    assert messages == [{"data": big}, {"after": True}]
+
+    lastMessage = nextEvent(server, "message")
+    closed = nextEvent(server, "close")
+    client.send({"data": big, "last": True})
+    await client.disconnect()
+    assert await lastMessage == (connectionId, {"data": big, "last": True})
+    await closed

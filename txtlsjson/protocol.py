@@ -19,13 +19,12 @@ from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, Coroutine, List, Optional, Set, cast
 
 from twisted.internet.defer import Deferred, ensureDeferred, fail, gatherResults, succeed
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import ReconnectingClientFactory, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from txtlsjson.codec import JSONObject
 from txtlsjson.errors import (
@@ -33,10 +32,10 @@ from txtlsjson.errors import (
     InvalidOutgoingMessage,
     LineTooLong,
     NotConnected,
-    SlowConsumer,
     TLSJSONError,
 )
 from txtlsjson.framing import LineBuffer
+from txtlsjson.outgoing import OutgoingLines
 from txtlsjson.session import ClientSession, ServerSession, Session, SessionState
 from txtlsjson.throttle import AuthenticationThrottle
 
@@ -61,30 +60,6 @@ UNAUTHENTICATED_MAX_LINE_LENGTH = 64 * 1024
 #: Seconds a connection closed with a final message (a refused password) may
 #: take to flush it before it is aborted.
 FLUSH_TIMEOUT = 5.0
-
-
-@implementer(IPushProducer)
-class _Backpressure:
-    """
-    Registered with the transport as a streaming producer, it learns when
-    the transport's buffer is full (paused) and counts what is written on
-    top of it until the transport drains (resumed).
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.paused = False
-        self.pending = 0
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self.pending = 0
-
-    def stopProducing(self) -> None:
-        self.paused = False
 
 
 def awaitableAsDeferred(result: Any) -> Any:
@@ -138,7 +113,7 @@ class TLSJSONProtocol(LineReceiver):
     session: Session = None  # type: ignore[assignment]
     closeReason: Optional[TLSJSONError] = None
     _abortTimer: Optional[IDelayedCall] = None
-    _backpressure: Optional[_Backpressure] = None
+    _outgoing: Optional[OutgoingLines] = None
 
     def __init__(self) -> None:
         self._authenticatedObservers: List[Deferred[None]] = []
@@ -149,19 +124,15 @@ class TLSJSONProtocol(LineReceiver):
 
     def writeLine(self, line: bytes) -> None:
         """
-        Write one encoded message, its newline included -- unless the peer
-        has stopped reading and more than C{maxBufferedBytes} already wait
-        for it, in which case the connection is dropped (L{SlowConsumer}).
+        Write one encoded message, its newline included.
+
+        With C{maxBufferedBytes} set (the default), the connection's
+        L{OutgoingLines} takes this method's place once connected: it paces
+        long lines and drops a peer that has stopped reading while more than
+        C{maxBufferedBytes} wait for it
+        (L{SlowConsumer<txtlsjson.errors.SlowConsumer>}).  Without, lines go
+        straight to the transport.
         """
-        backpressure = self._backpressure
-        if backpressure is not None and backpressure.paused:
-            backpressure.pending += len(line)
-            if backpressure.pending > backpressure.limit:
-                self.session.peerNotReading(SlowConsumer(
-                    f"peer is not reading: {backpressure.pending} bytes wait beyond the "
-                    f"transport's buffer, over maxBufferedBytes ({backpressure.limit}); "
-                    "dropped"))
-                return
         self.transport.write(line)  # type: ignore[union-attr]
 
     def _bufferingTransport(self) -> Any:
@@ -176,18 +147,23 @@ class TLSJSONProtocol(LineReceiver):
             return transport.transport
         return transport
 
-    def _registerBackpressure(self, backpressure: _Backpressure) -> None:
+    def _registerOutgoing(self, limit: int) -> None:
+        outgoing = OutgoingLines(
+            self.transport.write, limit,  # type: ignore[union-attr]
+            lambda error: self.session.peerNotReading(error))
         try:
-            self._bufferingTransport().registerProducer(backpressure, True)
+            self._bufferingTransport().registerProducer(outgoing, True)
         except (RuntimeError, AttributeError):
             # Someone registered a producer first: leave it alone.
             self.log.debug("no write backpressure on {transport}", transport=self.transport)
             return
-        self._backpressure = backpressure
+        self._outgoing = outgoing
+        # The session's lines go straight to it: one call less per message.
+        self.writeLine = outgoing.writeLine  # type: ignore[method-assign]
 
-    def _unregisterBackpressure(self) -> None:
-        if self._backpressure is not None:
-            self._backpressure = None
+    def _unregisterOutgoing(self) -> None:
+        if self._outgoing is not None:
+            self._outgoing = None
             try:
                 self._bufferingTransport().unregisterProducer()
             except Exception:  # the transport may have let go already
@@ -236,7 +212,7 @@ class TLSJSONProtocol(LineReceiver):
         self._lines = LineBuffer(min(UNAUTHENTICATED_MAX_LINE_LENGTH, self.session.maxLineLength))
         limit = self.factory.maxBufferedBytes  # type: ignore[attr-defined]
         if limit > 0:
-            self._registerBackpressure(_Backpressure(limit))
+            self._registerOutgoing(limit)
         self.session.connectionMade()
 
     def dataReceived(self, data: bytes) -> None:
@@ -275,7 +251,7 @@ class TLSJSONProtocol(LineReceiver):
         if self._abortTimer is not None and self._abortTimer.active():
             self._abortTimer.cancel()
         self._abortTimer = None
-        self._unregisterBackpressure()
+        self._unregisterOutgoing()
         session = self.session
         if session is not None:
             session.connectionLost()
@@ -407,6 +383,10 @@ class TLSJSONProtocol(LineReceiver):
             # which must find the timer to cancel it.
             self._abortTimer = self.factory.clock.callLater(  # type: ignore[attr-defined]
                 FLUSH_TIMEOUT, transport.abortConnection)
+            if self._outgoing is not None:
+                # What waits for the transport to drain goes now: the
+                # transport writes out what it has before it closes.
+                self._outgoing.flush()
             transport.loseConnection()
         return closed
 

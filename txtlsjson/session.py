@@ -126,6 +126,10 @@ class ISessionObserver(Protocol):
         """
 
 
+#: A key's absence, where C{None} would be a JSON null.
+_ABSENT = object()
+
+
 def _ignoreCancellation(failure: Failure) -> None:
     failure.trap(CancelledError)
 
@@ -149,6 +153,9 @@ class Session:
 
     #: The keepalive key this side answers or checks, set by the subclasses.
     _keepAliveKey: str
+    #: Whether a lone C{password} after authentication is dropped unread
+    #: rather than delivered (the server's rule).
+    _refusesPasswords = False
 
     def __init__(
         self,
@@ -174,11 +181,6 @@ class Session:
         return InvalidOutgoingMessage(
             f"message of {len(line) - 1} bytes exceeds maxLineLength ({self.maxLineLength})")
 
-    def _write(self, line: bytes) -> None:
-        if len(line) > self.maxLineLength + 1:
-            raise self._tooLong(line)
-        self._transport.writeLine(line)
-
     def send(self, message: JSONObject) -> None:
         """
         Send an application message.
@@ -189,7 +191,10 @@ class Session:
         """
         if self.state is not SessionState.AUTHENTICATED:
             raise NotConnected()
-        self._write(encodeMessageLine(message))
+        line = encodeMessageLine(message)
+        if len(line) > self.maxLineLength + 1:
+            raise self._tooLong(line)
+        self._transport.writeLine(line)
 
     def request(self, request: JSONObject) -> "Deferred[JSONObject]":
         """
@@ -198,7 +203,6 @@ class Session:
         Never raises: every failure (not authenticated, an invalid object,
         timeout, connection lost) arrives through the Deferred.
         """
-        # The hot path of request-heavy applications: _write is inlined.
         if self.state is not SessionState.AUTHENTICATED:
             return fail(NotConnected())
         requests = self.requests
@@ -264,8 +268,8 @@ class Session:
 
     def _dispatch(self, message: JSONObject) -> None:
         # The hot path: the common cases are tested first and cheaply.
-        requestId = message.get(REQUEST_ID)
-        if requestId is not None:
+        requestId = message.get(REQUEST_ID, _ABSENT)
+        if requestId is not _ABSENT:
             if type(requestId) is int and 0 < requestId <= MAX_SAFE_INTEGER:  # isValidId
                 del message[REQUEST_ID]
                 self._observer.sessionRequest(requestId, message)
@@ -273,8 +277,8 @@ class Session:
             if isTruthy(requestId):
                 self._invalidId(REQUEST_ID, requestId)
                 return
-        responseId = message.get(RESPONSE_ID)
-        if responseId is not None and (
+        responseId = message.get(RESPONSE_ID, _ABSENT)
+        if responseId is not _ABSENT and (
                 responseId if type(responseId) is int else isTruthy(responseId)):
             del message[RESPONSE_ID]
             if not self.requests.resolve(responseId, message):
@@ -286,15 +290,18 @@ class Session:
         if key in message:
             self._keepAlive(message[key])
             return
-        if REQUEST_ID in message or RESPONSE_ID in message:
+        if requestId is not _ABSENT or responseId is not _ABSENT:
             # A falsy id: the Node peer never sends one, and no reading of it
             # is safe, so it is neither delivered nor answered.
-            found = REQUEST_ID if REQUEST_ID in message else RESPONSE_ID
+            found = REQUEST_ID if requestId is not _ABSENT else RESPONSE_ID
             self._invalidId(found, message[found])
             return
-        self._deliver(message)
-
-    def _deliver(self, message: JSONObject) -> None:
+        if len(message) == 1 and self._refusesPasswords and type(message.get("password")) is str:
+            # A second password step: never handed to the application, which
+            # might log it.
+            self._observer.errorReceived(InvalidMessage(
+                "a password after authentication; dropped unread"))
+            return
         self._observer.messageReceived(message)
 
     def _invalidId(self, key: str, value: object) -> None:
@@ -326,7 +333,6 @@ class Session:
         """
         if self.state is not SessionState.AUTHENTICATED:
             raise NotConnected()
-        # The hot path of a busy server: _write is inlined.
         line = encodeMessageLine(response, RESPONSE_ID, requestId)
         if len(line) > self.maxLineLength + 1:
             raise self._tooLong(line)
@@ -394,6 +400,7 @@ class ServerSession(Session):
     """
 
     _keepAliveKey = PONG
+    _refusesPasswords = True
 
     def __init__(
         self,
@@ -511,15 +518,6 @@ class ServerSession(Session):
             self._pingTimer = self._clock.callLater(self._keepAliveInterval, self._ping)
         self._becomeAuthenticated()
         return True
-
-    def _deliver(self, message: JSONObject) -> None:
-        if len(message) == 1 and isinstance(message.get("password"), str):
-            # A second password step: never handed to the application, which
-            # might log it.
-            self._observer.errorReceived(InvalidMessage(
-                "a password after authentication; dropped unread"))
-            return
-        self._observer.messageReceived(message)
 
     def _ping(self) -> None:
         # Never 0: the Node client answers only a truthy __ping.

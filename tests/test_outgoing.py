@@ -1,0 +1,159 @@
+"""
+Lines are handed to the transport at the pace it drains: long lines in
+pieces, the lines behind them in order, and a peer that stops reading is
+reported before what waits for it exceeds the limit.  In-memory only.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+from twisted.internet.task import Clock
+
+from txtlsjson.errors import SlowConsumer
+from txtlsjson.outgoing import OutgoingLines
+
+from .helpers import authenticatedClient
+
+CHUNK = 10
+
+
+class FillingTransport:
+    """
+    Records writes; after each one its buffer counts as full (the producer
+    is paused) until L{drain} -- as a TCP transport behaves when every
+    write exceeds its buffer size.
+    """
+
+    def __init__(self, fillsUp: bool = True) -> None:
+        self.written: List[bytes] = []
+        self.fillsUp = fillsUp
+        self.slow: List[SlowConsumer] = []
+        self.outgoing = OutgoingLines(self.write, 100, self.slow.append, chunkSize=CHUNK)
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+        if self.fillsUp:
+            self.outgoing.pauseProducing()
+
+    def drain(self) -> None:
+        self.outgoing.resumeProducing()
+
+
+def test_shortLinesAtOnce() -> None:
+    """
+    Lines up to the chunk size are written at once, whole, in order.
+    """
+    transport = FillingTransport(fillsUp=False)
+    transport.outgoing.writeLine(b"a" * CHUNK)
+    transport.outgoing.writeLine(b"b\n")
+    assert transport.written == [b"a" * CHUNK, b"b\n"]
+    assert transport.outgoing.waiting == 0
+
+
+def test_longLineInPieces() -> None:
+    """
+    A longer line is handed over one piece per drain of the transport; lines
+    written meanwhile wait behind it and follow in order.
+    """
+    transport = FillingTransport()
+    outgoing = transport.outgoing
+    line = bytes(range(65, 90)) + b"\n"  # 26 bytes: pieces of 10, 10, 6
+    outgoing.writeLine(line)
+    outgoing.writeLine(b"next\n")
+    assert transport.written == [line[:10]]
+    assert outgoing.waiting == 16 + 5
+    transport.drain()
+    assert transport.written == [line[:10], line[10:20]]
+    transport.drain()
+    transport.drain()
+    assert transport.written == [line[:10], line[10:20], line[20:], b"next\n"]
+    assert outgoing.waiting == 0
+    # Nothing waits any more: the next line goes at once.
+    transport.drain()
+    outgoing.writeLine(b"last\n")
+    assert transport.written[-1] == b"last\n"
+
+
+def test_longLinesBehindEachOther() -> None:
+    """
+    A long line queued behind another is handed over in pieces after it;
+    without a transport that fills up, everything goes at once.
+    """
+    transport = FillingTransport(fillsUp=False)
+    first, second = b"x" * 25 + b"\n", b"y" * 15 + b"\n"
+    transport.outgoing.writeLine(first)
+    transport.outgoing.writeLine(second)
+    assert b"".join(transport.written) == first + second
+    assert max(map(len, transport.written)) == CHUNK
+
+    transport = FillingTransport()
+    transport.outgoing.writeLine(first)
+    transport.outgoing.writeLine(second)
+    transport.outgoing.writeLine(b"z\n")
+    for _ in range(10):
+        transport.drain()
+    assert b"".join(transport.written) == first + second + b"z\n"
+
+
+def test_queueOverLimit() -> None:
+    """
+    Lines queued behind a long one count against the limit; the long line
+    itself, accepted whole, does not.  Over the limit the line is not
+    queued and the peer is reported as a slow consumer.
+    """
+    transport = FillingTransport()
+    outgoing = transport.outgoing
+    outgoing.writeLine(b"x" * 500)
+    outgoing.writeLine(b"a" * 60)
+    outgoing.writeLine(b"b" * 40)
+    assert transport.slow == []
+    outgoing.writeLine(b"c")
+    assert len(transport.slow) == 1
+    assert "101 bytes wait" in str(transport.slow[0])
+    assert "maxBufferedBytes (100)" in str(transport.slow[0])
+    outgoing.flush()
+    assert b"".join(transport.written) == b"x" * 500 + b"a" * 60 + b"b" * 40
+
+
+def test_flushHandsEverythingOver() -> None:
+    """
+    L{OutgoingLines.flush} hands what waits to the transport at once, as
+    before a clean close.
+    """
+    transport = FillingTransport()
+    transport.outgoing.writeLine(b"x" * 35)
+    transport.outgoing.writeLine(b"after")
+    transport.outgoing.flush()
+    assert transport.written == [b"x" * 10, b"x" * 25, b"after"]
+    assert transport.outgoing.waiting == 0
+
+
+def test_stopProducingDiscards() -> None:
+    """
+    When the transport goes away, what waits is dropped: nothing is written
+    on a later drain.
+    """
+    transport = FillingTransport()
+    transport.outgoing.writeLine(b"x" * 35)
+    transport.outgoing.stopProducing()
+    assert transport.outgoing.waiting == 0
+    transport.drain()
+    assert transport.written == [b"x" * 10]
+
+
+def test_closeSendsWhatWaits() -> None:
+    """
+    C{close()} on a protocol hands a long message still waiting for the
+    transport to drain over before closing, so that it arrives whole.
+    """
+    clock = Clock()
+    protocol, transport = authenticatedClient(clock)
+    transport.producer.pauseProducing()
+    big = "x" * (600 * 1024)
+    protocol.send({"big": big})
+    protocol.send({"small": 1})
+    assert len(transport.value()) < 600 * 1024
+    protocol.close()
+    assert transport.lines() == [b'{"big":"%s"}' % big.encode(), b'{"small":1}']
+    assert transport.disconnecting

@@ -1,0 +1,173 @@
+"""
+The write side of a connection: encoded lines handed to the transport at
+the pace the peer reads them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Deque, Optional
+
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
+
+from txtlsjson.errors import SlowConsumer
+
+#: Lines longer than this are handed to the transport a piece of this size
+#: at a time.  Above Twisted's TLS small-write aggregation threshold
+#: (64,000 bytes), so that each piece is encrypted and passed on at once.
+CHUNK_SIZE = 256 * 1024
+
+
+@implementer(IPushProducer)
+class OutgoingLines:
+    """
+    Writes encoded lines to a transport while watching the buffer beneath
+    it.
+
+    Registered as a streaming producer with the transport whose buffer
+    fills when the peer stops reading (under TLS, the TCP transport), it
+    learns when that buffer is full (paused) and when it has drained
+    (resumed), and:
+
+      - hands a line to the transport at once, unless it is longer than
+        C{chunkSize}: such a line is handed over a piece at a time, the
+        next piece when the buffer has drained, and lines written meanwhile
+        wait behind it in order.  TLS then encrypts one piece while the
+        peer decrypts the one before, and the TCP transport never joins
+        megabytes of ciphertext into one more buffer;
+      - refuses a write (reporting L{SlowConsumer}) once more than C{limit}
+        bytes wait beyond the transport's buffer: written while it was full
+        and not drained since, or queued behind a long line.  The long line
+        being handed over does not count: it was accepted whole.
+
+    @ivar paused: whether the transport's buffer is full.
+    """
+
+    def __init__(self, write: Callable[[bytes], None], limit: int,
+                 slowConsumer: Callable[[SlowConsumer], None],
+                 chunkSize: int = CHUNK_SIZE) -> None:
+        """
+        @param write: hands bytes to the transport (under TLS, the TLS
+            transport's C{write}, which encrypts them).
+        @param limit: the most bytes that may wait beyond the transport's
+            buffer.
+        @param slowConsumer: called, instead of writing, with the error for
+            a write over the limit.
+        @param chunkSize: lines longer than this are handed over in pieces
+            of this size.
+        """
+        self._write = write
+        self._limit = limit
+        self._slowConsumer = slowConsumer
+        self._chunkSize = chunkSize
+        self.paused = False
+        # Bytes written while paused, since the buffer last drained.
+        self._pending = 0
+        # The long line being handed over, and how much of it has been.
+        self._long: Optional[bytes] = None
+        self._offset = 0
+        # Lines waiting behind it, and their bytes.
+        self._queue: Deque[bytes] = deque()
+        self._queued = 0
+
+    def writeLine(self, line: bytes) -> None:
+        """
+        Write one line, at once or after those before it -- unless more
+        than the limit would then wait, in which case the line is dropped
+        and C{slowConsumer} is called.
+        """
+        if self._long is not None or self._queue:
+            self._queued += len(line)
+            if self._queued > self._limit:
+                self._slowConsumer(self._slow(self._queued))
+                return
+            self._queue.append(line)
+            return
+        if self.paused:
+            self._pending += len(line)
+            if self._pending > self._limit:
+                self._slowConsumer(self._slow(self._pending))
+                return
+        if len(line) > self._chunkSize:
+            self._long, self._offset = line, 0
+            self._handOver()
+        else:
+            self._write(line)
+
+    def _slow(self, waiting: int) -> SlowConsumer:
+        return SlowConsumer(
+            f"peer is not reading: {waiting} bytes wait beyond the transport's buffer, "
+            f"over maxBufferedBytes ({self._limit}); dropped")
+
+    def _handOver(self) -> None:
+        """
+        Hand over pieces of the long line, then the lines queued behind it,
+        until the transport is full or nothing waits.
+        """
+        chunkSize, queue = self._chunkSize, self._queue
+        while not self.paused:
+            line = self._long
+            if line is not None:
+                start = self._offset
+                end = start + chunkSize
+                if end < len(line):
+                    self._offset = end
+                    self._write(line[start:end])
+                    continue
+                self._long = None
+                self._write(line[start:] if start else line)
+                continue
+            if not queue:
+                return
+            line = queue.popleft()
+            self._queued -= len(line)
+            if len(line) > chunkSize:
+                self._long, self._offset = line, 0
+            else:
+                self._write(line)
+
+    @property
+    def waiting(self) -> int:
+        """
+        @return: how many bytes are held here, not yet handed to the
+            transport.
+        """
+        unsent = len(self._long) - self._offset if self._long is not None else 0
+        return unsent + self._queued
+
+    def flush(self) -> None:
+        """
+        Hand everything held to the transport at once, as before a clean
+        close: the transport then writes it out before closing.
+        """
+        long, self._long = self._long, None
+        queue, self._queue, self._queued = self._queue, deque(), 0
+        if long is not None:
+            self._write(long[self._offset:])
+        for line in queue:
+            self._write(line)
+
+    # -- IPushProducer, called by the transport ----------------------------
+
+    def pauseProducing(self) -> None:
+        """
+        The transport's buffer is full.
+        """
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        """
+        The transport's buffer has drained: hand over what waits.
+        """
+        self.paused = False
+        self._pending = 0
+        self._handOver()
+
+    def stopProducing(self) -> None:
+        """
+        The transport is going away: what is held will never be sent.
+        """
+        self.paused = False
+        self._long = None
+        self._queue, self._queued = deque(), 0
