@@ -85,6 +85,12 @@ class Handler:
     def message(self, message: Dict[str, Any]) -> None:
         self.count += 1
 
+    def serverMessage(self, connectionId: int, message: Dict[str, Any]) -> None:
+        """
+        L{message}, with the arguments of a txtlsjson server's event.
+        """
+        self.count += 1
+
     def request(self, channel: Channel, request: Dict[str, Any]) -> Any:
         op = request.get("op")
         if op is None:
@@ -218,7 +224,7 @@ def serveTxtlsjson(port: int, cert: str, key: str, handler: Handler) -> int:
     channels: Dict[int, Channel] = {}
     server.on("authenticated", lambda i, peer: channels.__setitem__(i, _ServerSide(server, i)))
     server.on("close", lambda i: channels.pop(i, None))
-    server.on("message", lambda i, message: handler.message(message))
+    server.on("message", handler.serverMessage)
     server.on("request", lambda i, request, res: _answer(handler, channels[i], request, res))
     listening: List[Any] = []
     server.listen(port, "127.0.0.1").addCallback(listening.append)
