@@ -6,14 +6,15 @@ reported before what waits for it exceeds the limit.  In-memory only.
 
 from __future__ import annotations
 
-from typing import List
+from io import BytesIO
+from typing import Any, List
 
 from twisted.internet.task import Clock
 
 from txtlsjson.errors import SlowConsumer
 from txtlsjson.outgoing import OutgoingLines
 
-from .helpers import authenticatedClient
+from .helpers import authenticatedClient, authenticatedServer
 
 CHUNK = 10
 
@@ -157,3 +158,95 @@ def test_closeSendsWhatWaits() -> None:
     protocol.close()
     assert transport.lines() == [b'{"big":"%s"}' % big.encode(), b'{"small":1}']
     assert transport.disconnecting
+
+
+def test_heldLinesWrittenTogether() -> None:
+    """
+    Short lines given to C{holdLine} are collected until C{release()} and
+    then written in one piece, in order; C{writeLine} writes at once.
+    """
+    transport = FillingTransport(fillsUp=False)
+    outgoing = transport.outgoing
+    for line in (b"a\n", b"b\n", b"c\n"):
+        outgoing.holdLine(line)
+    assert transport.written == [] and outgoing.waiting == 6
+    outgoing.release()
+    assert transport.written == [b"a\nb\nc\n"]
+    outgoing.writeLine(b"d\n")
+    assert transport.written == [b"a\nb\nc\n", b"d\n"]
+
+
+def test_heldLinesWrittenAtPieceSize() -> None:
+    """
+    Held lines that reach the piece size are written at once, so what is
+    held stays bounded.
+    """
+    transport = FillingTransport(fillsUp=False)
+    outgoing = transport.outgoing
+    outgoing.holdLine(b"aaaa\n")
+    outgoing.holdLine(b"bbbb\n")
+    assert transport.written == [b"aaaa\nbbbb\n"]
+    outgoing.holdLine(b"c\n")
+    outgoing.release()
+    assert transport.written == [b"aaaa\nbbbb\n", b"c\n"]
+
+
+def test_longLineWhileHolding() -> None:
+    """
+    A long line written while holding goes after the lines held before it,
+    and the lines after it follow it.
+    """
+    transport = FillingTransport()
+    outgoing = transport.outgoing
+    outgoing.holdLine(b"a\n")
+    outgoing.holdLine(b"L" * 24 + b"\n")
+    outgoing.holdLine(b"b\n")
+    outgoing.release()
+    for _ in range(5):
+        transport.drain()
+    assert b"".join(transport.written) == b"a\n" + b"L" * 24 + b"\n" + b"b\n"
+    assert transport.written[0] == b"a\n"
+
+
+def test_flushWritesHeldLines() -> None:
+    """
+    L{OutgoingLines.flush} (a close) writes held lines too, after what was
+    waiting before them.
+    """
+    transport = FillingTransport()
+    outgoing = transport.outgoing
+    outgoing.writeLine(b"x" * 25)
+    outgoing.holdLine(b"held\n")
+    outgoing.flush()
+    outgoing.release()
+    assert b"".join(transport.written) == b"x" * 25 + b"held\n"
+
+
+def test_batchAnsweredInOneWrite() -> None:
+    """
+    Requests that arrive in one chunk and are answered at once are answered
+    with one write to the transport.
+    """
+    clock = Clock()
+    protocol, transport = authenticatedServer(clock)
+    protocol.requestReceived = lambda request: {"n": request["n"] + 1}  # type: ignore[method-assign]
+    transport.io = CountingIO()
+    protocol.dataReceived(b'{"n":1,"requestId":1}\n{"n":2,"requestId":2}\n{"n":3,"requestId":3}\n')
+    assert transport.io.writes == [
+        b'{"n":2,"responseId":1}\n{"n":3,"responseId":2}\n{"n":4,"responseId":3}\n']
+    protocol.dataReceived(b'{"n":4,"requestId":4}\n')
+    assert transport.io.writes[1:] == [b'{"n":5,"responseId":4}\n']
+
+
+class CountingIO(BytesIO):
+    """
+    A StringTransport's buffer that records each write.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: List[bytes] = []
+
+    def write(self, data: Any) -> int:
+        self.writes.append(bytes(data))
+        return super().write(data)

@@ -6,7 +6,7 @@ the pace the peer reads them.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Deque, Optional
+from typing import Callable, Deque, List, Optional
 
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
@@ -40,6 +40,8 @@ class OutgoingLines:
         wait behind it in order.  TLS then encrypts one piece while the
         peer decrypts the one before, and the TCP transport never joins
         megabytes of ciphertext into one more buffer;
+      - collects the short lines given to L{holdLine} (the answers to a
+        batch of requests) and writes them together on L{release};
       - refuses a write (reporting L{SlowConsumer}) once more than C{limit}
         bytes wait beyond the transport's buffer: written while it was full
         and not drained since, or queued behind a long line.  The long line
@@ -74,6 +76,38 @@ class OutgoingLines:
         # Lines waiting behind it, and their bytes.
         self._queue: Deque[bytes] = deque()
         self._queued = 0
+        # Lines collected by holdLine, and their bytes.
+        self._held: Optional[List[bytes]] = None
+        self._heldBytes = 0
+
+    def holdLine(self, line: bytes) -> None:
+        """
+        Collect a short line, to be written with the others collected until
+        L{release}: a batch of requests answered within one C{dataReceived}
+        then costs the TLS transport one write, not one per answer.  When
+        the lines collected reach the size of a piece, or a long line comes,
+        they are written at once.
+        """
+        if len(line) <= self._chunkSize:
+            held = self._held
+            if held is None:
+                held = self._held = []
+            held.append(line)
+            self._heldBytes += len(line)
+            if self._heldBytes >= self._chunkSize:
+                self.release()
+        else:
+            self.release()
+            self.writeLine(line)
+
+    def release(self) -> None:
+        """
+        Write the lines collected by L{holdLine}.
+        """
+        held = self._held
+        if held:
+            self._held, self._heldBytes = None, 0
+            self.writeLine(held[0] if len(held) == 1 else b"".join(held))
 
     def writeLine(self, line: bytes) -> None:
         """
@@ -138,7 +172,7 @@ class OutgoingLines:
             transport.
         """
         unsent = len(self._long) - self._offset if self._long is not None else 0
-        return unsent + self._queued
+        return unsent + self._queued + self._heldBytes
 
     def flush(self) -> None:
         """
@@ -147,10 +181,13 @@ class OutgoingLines:
         """
         long, self._long = self._long, None
         queue, self._queue, self._queued = self._queue, deque(), 0
+        held, self._held, self._heldBytes = self._held, None, 0
         if long is not None:
             self._write(long[self._offset:])
         for line in queue:
             self._write(line)
+        if held:
+            self._write(b"".join(held))
 
     # -- IPushProducer, called by the transport ----------------------------
 
@@ -175,3 +212,4 @@ class OutgoingLines:
         self.paused = False
         self._long = None
         self._queue, self._queued = deque(), 0
+        self._held, self._heldBytes = None, 0

@@ -228,7 +228,16 @@ class TLSJSONProtocol(LineReceiver):
             session.linesReceived(e.lines)
             session.lineTooLong(e)
             return
-        if lines:
+        outgoing = self._outgoing
+        if len(lines) > 1 and outgoing is not None:
+            # Answers to a batch of requests go out as one write.
+            self.writeLine = outgoing.holdLine  # type: ignore[method-assign]
+            try:
+                session.linesReceived(lines)
+            finally:
+                self.writeLine = outgoing.writeLine  # type: ignore[method-assign]
+                outgoing.release()
+        elif lines:
             session.linesReceived(lines)
 
     def lineReceived(self, line: bytes) -> None:
