@@ -46,10 +46,10 @@ if TYPE_CHECKING:
 DEFAULT_MAX_LINE_LENGTH = 32 * 1024 * 1024
 
 #: Default limit of what may wait for a peer that stopped reading, on top
-#: of the transport's own buffer.  It counts everything written within one
-#: reactor turn while the transport is full, so it stays well above
-#: L{DEFAULT_MAX_LINE_LENGTH}: a healthy peer sent a burst of large
-#: messages is not mistaken for a stalled one.
+#: of the transport's own buffer (see L{OutgoingLines}).  It counts what is
+#: written while the transport is full and what waits behind a long message
+#: being paced, so it stays well above L{DEFAULT_MAX_LINE_LENGTH}: a healthy
+#: peer sent a burst of large messages is not mistaken for a stalled one.
 DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 
 #: Longest line accepted before authentication: only the password step
