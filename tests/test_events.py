@@ -115,6 +115,21 @@ def test_sendToUnknownClient() -> None:
     assert failures[0].check(NotConnected)
 
 
+def test_sendToUnauthenticatedClient() -> None:
+    """
+    To a connected client that has not authenticated yet, C{server.send}
+    emits C{error} and C{server.request} fails, both with L{NotConnected};
+    nothing is written.
+    """
+    server, protocol, transport, events = serverWithConnection(Clock(), authenticate=False)
+    server.send(0, {"x": 1})
+    assert [e[:2] for e in events] == [("error", 0)] and isinstance(events[0][2], NotConnected)
+    failures: List[Any] = []
+    server.request(0, {}).addErrback(failures.append)
+    assert failures[0].check(NotConnected)
+    assert transport.value() == b""
+
+
 def test_handlerErrorsIsolated() -> None:
     """
     A handler that raises is logged; the other handlers still run.

@@ -254,10 +254,14 @@ class Client(EventEmitter):
             is; nothing was sent.
         """
         protocol = self.factory.client
-        if protocol is None or not protocol.isAuthenticated:
-            self.emit("error", NotConnected())
-            return
-        protocol.send(message)
+        try:
+            if protocol is not None:
+                # The session refuses if it is not authenticated (yet).
+                protocol.send(message)
+                return
+            raise NotConnected()
+        except NotConnected as e:
+            self.emit("error", e)
 
     def request(self, request: JSONObject) -> "Deferred[JSONObject]":
         """

@@ -242,12 +242,6 @@ class Server(EventEmitter):
         protocol = self._connections.get(connectionId)
         return protocol.transport.getPeer() if protocol is not None else None  # type: ignore[union-attr]
 
-    def _authenticated(self, connectionId: int) -> Optional[_ServerProtocol]:
-        protocol = self._connections.get(connectionId)
-        if protocol is None or not protocol.isAuthenticated:
-            return None
-        return protocol
-
     def send(self, connectionId: int, message: JSONObject) -> None:
         """
         Send a message to client C{connectionId}.  If it is not connected
@@ -256,11 +250,15 @@ class Server(EventEmitter):
         @raise InvalidOutgoingMessage: if the message cannot be sent as it
             is; nothing was sent.
         """
-        protocol = self._authenticated(connectionId)
-        if protocol is None:
-            self.emit("error", connectionId, NotConnected())
-            return
-        protocol.send(message)
+        protocol = self._connections.get(connectionId)
+        try:
+            if protocol is not None:
+                # The session refuses if it is not authenticated (yet).
+                protocol.send(message)
+                return
+            raise NotConnected()
+        except NotConnected as e:
+            self.emit("error", connectionId, e)
 
     def request(self, connectionId: int, request: JSONObject) -> "Deferred[JSONObject]":
         """
