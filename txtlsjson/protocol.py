@@ -36,7 +36,7 @@ from txtlsjson.errors import (
 )
 from txtlsjson.framing import LineBuffer
 from txtlsjson.outgoing import OutgoingLines
-from txtlsjson.session import ClientSession, ServerSession, Session, SessionState
+from txtlsjson.session import _AUTHENTICATED, ClientSession, ServerSession, Session
 from txtlsjson.throttle import AuthenticationThrottle
 
 if TYPE_CHECKING:
@@ -331,7 +331,7 @@ class TLSJSONProtocol(LineReceiver):
         Whether the connection is up and authenticated.
         """
         session = self.session
-        return session is not None and session.state is SessionState.AUTHENTICATED
+        return session is not None and session.state is _AUTHENTICATED
 
     def send(self, message: JSONObject) -> None:
         """

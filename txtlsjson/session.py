@@ -70,6 +70,13 @@ class SessionState(Enum):
     CLOSED = "closed"
 
 
+#: The state the hot paths test for.  Through the class, an Enum member
+#: costs about 70 ns a lookup on Python 3.11 (EnumType's __getattr__ puts
+#: every class attribute lookup on a slow path): more than some of those
+#: paths' own work.
+_AUTHENTICATED = SessionState.AUTHENTICATED
+
+
 class ISessionTransport(Protocol):
     """
     What a session needs from its connection.
@@ -189,7 +196,7 @@ class Session:
         @raise InvalidOutgoingMessage: if the message cannot be sent as it is
             (L{ReservedKeyError} for a reserved key); nothing was sent.
         """
-        if self.state is not SessionState.AUTHENTICATED:
+        if self.state is not _AUTHENTICATED:
             raise NotConnected()
         line = encodeMessageLine(message)
         if len(line) > self.maxLineLength + 1:
@@ -203,7 +210,7 @@ class Session:
         Never raises: every failure (not authenticated, an invalid object,
         timeout, connection lost) arrives through the Deferred.
         """
-        if self.state is not SessionState.AUTHENTICATED:
+        if self.state is not _AUTHENTICATED:
             return fail(NotConnected())
         requests = self.requests
         try:
@@ -223,7 +230,7 @@ class Session:
         C{\\r}) are skipped, as the Node peer's line splitter does.
         """
         index = 0
-        while self.state is not SessionState.AUTHENTICATED:
+        while self.state is not _AUTHENTICATED:
             # The password step: rare, so it may take the slow road.
             if index == len(lines) or self.state is SessionState.CLOSING \
                     or self.state is SessionState.CLOSED:
@@ -238,7 +245,7 @@ class Session:
         # The hot path: _decode is inlined.
         dispatch = self._dispatch
         for line in (lines[index:] if index else lines):
-            if self.state is not SessionState.AUTHENTICATED:
+            if self.state is not _AUTHENTICATED:
                 return
             try:
                 message = decodeLine(line)
@@ -331,7 +338,7 @@ class Session:
         @raise InvalidOutgoingMessage: if the response cannot be sent as it
             is; nothing was sent.
         """
-        if self.state is not SessionState.AUTHENTICATED:
+        if self.state is not _AUTHENTICATED:
             raise NotConnected()
         line = encodeMessageLine(response, RESPONSE_ID, requestId)
         if len(line) > self.maxLineLength + 1:
