@@ -41,6 +41,9 @@ class PendingRequests:
         self._pending: Dict[int, Tuple["Deferred[JSONObject]", float]] = {}
         self._timer: Optional[IDelayedCall] = None
         self.nextId = 1
+        # Bound once: a request costs no closure and no method binding.
+        self._cancelled = self._forgetCancelled
+        self._seconds = clock.seconds
 
     def __len__(self) -> int:
         """
@@ -58,18 +61,20 @@ class PendingRequests:
         """
         ident = self.nextId
         self.nextId = ident + 1
-        d: "Deferred[JSONObject]" = Deferred(lambda d: self._forget(ident))
+        d: "Deferred[JSONObject]" = Deferred(self._cancelled)
+        # For the canceller to find the request.
+        d._txtlsjsonRequestId = ident  # type: ignore[attr-defined]
         timeout = self._timeout
         if timeout > 0:
-            self._pending[ident] = (d, self._clock.seconds() + timeout)
+            self._pending[ident] = (d, self._seconds() + timeout)
             if self._timer is None:
                 self._timer = self._clock.callLater(timeout, self._expire)
         else:
             self._pending[ident] = (d, 0.0)
         return d
 
-    def _forget(self, ident: int) -> None:
-        self._pending.pop(ident, None)
+    def _forgetCancelled(self, d: "Deferred[JSONObject]") -> None:
+        self._pending.pop(d._txtlsjsonRequestId, None)  # type: ignore[attr-defined]
         if not self._pending:
             self._stopTimer()
 
