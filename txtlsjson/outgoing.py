@@ -50,6 +50,10 @@ class OutgoingLines:
     @ivar paused: whether the transport's buffer is full.
     """
 
+    # One per connection, so kept small: slots, and no queue until needed.
+    __slots__ = ("_write", "_limit", "_slowConsumer", "_chunkSize", "paused", "_pending",
+                 "_long", "_offset", "_queue", "_queued", "_held", "_heldBytes")
+
     def __init__(self, write: Callable[[bytes], None], limit: int,
                  slowConsumer: Callable[[SlowConsumer], None],
                  chunkSize: int = CHUNK_SIZE) -> None:
@@ -73,8 +77,9 @@ class OutgoingLines:
         # The long line being handed over, and how much of it has been.
         self._long: Optional[bytes] = None
         self._offset = 0
-        # Lines waiting behind it, and their bytes.
-        self._queue: Deque[bytes] = deque()
+        # Lines waiting behind it (a deque once there are any), and their
+        # bytes.
+        self._queue: Optional[Deque[bytes]] = None
         self._queued = 0
         # Lines collected by holdLine, and their bytes.
         self._held: Optional[List[bytes]] = None
@@ -120,6 +125,8 @@ class OutgoingLines:
             if self._queued > self._limit:
                 self._slowConsumer(self._slow(self._queued))
                 return
+            if self._queue is None:
+                self._queue = deque()
             self._queue.append(line)
             return
         if self.paused:
@@ -143,7 +150,7 @@ class OutgoingLines:
         Hand over pieces of the long line, then the lines queued behind it,
         until the transport is full or nothing waits.
         """
-        chunkSize, queue = self._chunkSize, self._queue
+        chunkSize = self._chunkSize
         while not self.paused:
             line = self._long
             if line is not None:
@@ -156,7 +163,9 @@ class OutgoingLines:
                 self._long = None
                 self._write(line[start:] if start else line)
                 continue
+            queue = self._queue
             if not queue:
+                self._queue = None
                 return
             line = queue.popleft()
             self._queued -= len(line)
@@ -180,11 +189,11 @@ class OutgoingLines:
         close: the transport then writes it out before closing.
         """
         long, self._long = self._long, None
-        queue, self._queue, self._queued = self._queue, deque(), 0
+        queue, self._queue, self._queued = self._queue, None, 0
         held, self._held, self._heldBytes = self._held, None, 0
         if long is not None:
             self._write(long[self._offset:])
-        for line in queue:
+        for line in queue or ():
             self._write(line)
         if held:
             self._write(b"".join(held))
@@ -211,5 +220,5 @@ class OutgoingLines:
         """
         self.paused = False
         self._long = None
-        self._queue, self._queued = deque(), 0
+        self._queue, self._queued = None, 0
         self._held, self._heldBytes = None, 0
