@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 
 from txtlsjson.codec import JSONObject
 from txtlsjson.errors import AuthenticationFailed, ConnectionFailed, NotConnected, TLSJSONError
-from txtlsjson.events import EventEmitter, Responder, unexpectedEnd
+from txtlsjson.events import EventEmitter, Responder, sendOrReport, unexpectedEnd
 from txtlsjson.protocol import (
     DEFAULT_MAX_BUFFERED_BYTES,
     DEFAULT_MAX_LINE_LENGTH,
@@ -253,15 +253,7 @@ class Client(EventEmitter):
         @raise InvalidOutgoingMessage: if the message cannot be sent as it
             is; nothing was sent.
         """
-        protocol = self.factory.client
-        try:
-            if protocol is not None:
-                # The session refuses if it is not authenticated (yet).
-                protocol.send(message)
-                return
-            raise NotConnected()
-        except NotConnected as e:
-            self.emit("error", e)
+        sendOrReport(self, self.factory.client, message)
 
     def request(self, request: JSONObject) -> "Deferred[JSONObject]":
         """

@@ -127,6 +127,26 @@ class Responder:
         self._requestId = None
 
 
+def sendOrReport(emitter: EventEmitter, protocol: Optional["TLSJSONProtocol"],
+                 message: JSONObject, *where: Any) -> None:
+    """
+    Send C{message} on C{protocol}; if there is none, or it is not
+    authenticated (yet, or any more), emit C{error} with C{where} and
+    L{NotConnected} instead, as tls-json does.
+
+    @raise InvalidOutgoingMessage: if the message cannot be sent as it is;
+        nothing was sent.
+    """
+    try:
+        if protocol is not None:
+            # The session refuses if it is not authenticated.
+            protocol.send(message)
+            return
+        raise NotConnected()
+    except NotConnected as e:
+        emitter.emit("error", *where, e)
+
+
 def unexpectedEnd(reason: Failure, closeReason: Optional[TLSJSONError]) -> Optional[TLSJSONError]:
     """
     The error to report for a connection's end, if any: not for a clean

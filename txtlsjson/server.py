@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 
 from txtlsjson.codec import JSONObject
 from txtlsjson.errors import NotConnected, TLSJSONError
-from txtlsjson.events import EventEmitter, Responder, unexpectedEnd
+from txtlsjson.events import EventEmitter, Responder, sendOrReport, unexpectedEnd
 from txtlsjson.protocol import (
     DEFAULT_MAX_BUFFERED_BYTES,
     DEFAULT_MAX_LINE_LENGTH,
@@ -250,15 +250,7 @@ class Server(EventEmitter):
         @raise InvalidOutgoingMessage: if the message cannot be sent as it
             is; nothing was sent.
         """
-        protocol = self._connections.get(connectionId)
-        try:
-            if protocol is not None:
-                # The session refuses if it is not authenticated (yet).
-                protocol.send(message)
-                return
-            raise NotConnected()
-        except NotConnected as e:
-            self.emit("error", connectionId, e)
+        sendOrReport(self, self._connections.get(connectionId), message, connectionId)
 
     def request(self, connectionId: int, request: JSONObject) -> "Deferred[JSONObject]":
         """
