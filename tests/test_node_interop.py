@@ -12,6 +12,8 @@ import shutil
 from typing import Any, List
 
 import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 
 from txtlsjson import Client, Server
 
@@ -102,6 +104,31 @@ async def test_txtlsjsonClientNodeServer(pki: PKI) -> None:
     assert {"pong": 5} in seen
     assert {"request": {"n": 5}} in seen
     assert seen[-1] == {"close": True}
+
+
+@pytest_twisted.ensureDeferred
+async def test_bigMessagesWithNodeServer(pki: PKI) -> None:
+    """
+    A request of 6 MiB of UTF-8 -- written in paced pieces that cut through
+    multi-byte characters -- reaches a Node server whole, and its 6 MiB
+    echo comes back whole.
+    """
+    process = spawn([node(), PEER, "server", str(pki.serverCert), str(pki.serverKey), "s3cret"])
+    await process.waitFor("listening")
+    port = events(process.text())[0]["listening"]
+    client = Client("localhost", port, "s3cret", ca=[pki.caCert])
+    big = "\u00e9\u4e16" * (1024 * 1024)  # 2 + 3 bytes each: 5 MiB
+    echo: Deferred[Any] = Deferred()
+    client.on("message", lambda m: "echo" in m and echo.callback(m))
+    try:
+        await client.connect()
+        answer = await client.request({"data": big})
+        assert answer == {"length": len(big), "tail": big[-8:]}
+        assert await echo.addTimeout(10, reactor) == {"echo": big}
+    finally:
+        await client.disconnect()
+    outcome = await process.ended
+    assert {"bigRequest": len(big)} in events(outcome.out)
 
 
 @pytest_twisted.ensureDeferred

@@ -95,7 +95,14 @@ if (mode === 'client') {
                 }
                 return
             }
-            if (message.requestId) {
+            if (message.requestId && typeof message.data === 'string') {
+                // A big request: answered with its length and its last
+                // characters, then sent back whole as a message.
+                say({ bigRequest: message.data.length })
+                write(socket, { length: message.data.length, tail: message.data.slice(-8),
+                                responseId: message.requestId })
+                write(socket, { echo: message.data })
+            } else if (message.requestId) {
                 const id = message.requestId
                 delete message.requestId
                 say({ request: message })
