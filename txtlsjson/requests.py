@@ -8,13 +8,23 @@ connection is lost, and each is timed out through the injected clock.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from txtlsjson.codec import JSONObject
 from txtlsjson.errors import RequestTimeout
+
+
+class _RequestDeferred(Deferred[JSONObject]):
+    """
+    The Deferred of one request, carrying its id for the canceller (a
+    subclass, so that the attribute does not depend on C{Deferred} keeping
+    an instance dict).
+    """
+
+    requestId: int
 
 
 class PendingRequests:
@@ -61,9 +71,8 @@ class PendingRequests:
         """
         ident = self.nextId
         self.nextId = ident + 1
-        d: "Deferred[JSONObject]" = Deferred(self._cancelled)
-        # For the canceller to find the request.
-        d._txtlsjsonRequestId = ident  # type: ignore[attr-defined]
+        d = _RequestDeferred(self._cancelled)
+        d.requestId = ident
         timeout = self._timeout
         if timeout > 0:
             self._pending[ident] = (d, self._seconds() + timeout)
@@ -74,7 +83,7 @@ class PendingRequests:
         return d
 
     def _forgetCancelled(self, d: "Deferred[JSONObject]") -> None:
-        self._pending.pop(d._txtlsjsonRequestId, None)  # type: ignore[attr-defined]
+        self._pending.pop(cast(_RequestDeferred, d).requestId, None)
         if not self._pending:
             self._stopTimer()
 
