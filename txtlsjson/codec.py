@@ -175,9 +175,9 @@ if orjson is not None:
     # plain substring search, an order of magnitude faster than a regular
     # expression without a literal prefix.  Searches use bytes.find, not
     # "in": CPython's bytes.__contains__ first tries its operand as an
-    # integer and clears the TypeError, which costs more than the search.  Nesting needs no check here:
-    # orjson refuses what is deeper than MAX_NESTING, and the standard
-    # library then says why.
+    # integer and clears the TypeError, which costs more than the search.
+    # Nesting needs no check here: orjson refuses what is deeper than
+    # MAX_NESTING, and the standard library then says why.
     _digitTable = bytes(0x31 if 0x30 <= c <= 0x39 else 0 for c in range(256))
     _nineteenDigits = b"1" * 19
 

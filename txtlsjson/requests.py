@@ -52,7 +52,7 @@ class PendingRequests:
         self._timer: Optional[IDelayedCall] = None
         self.nextId = 1
         # Bound once: a request costs no closure and no method binding.
-        self._cancelled = self._forgetCancelled
+        self._canceller = self._forgetCancelled
         self._seconds = clock.seconds
 
     def __len__(self) -> int:
@@ -71,7 +71,7 @@ class PendingRequests:
         """
         ident = self.nextId
         self.nextId = ident + 1
-        d = _RequestDeferred(self._cancelled)
+        d = _RequestDeferred(self._canceller)
         d.requestId = ident
         timeout = self._timeout
         if timeout > 0:

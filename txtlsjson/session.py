@@ -38,8 +38,8 @@ from txtlsjson.codec import (
     decodeLine,
     encodeLine,
     encodeMessageLine,
-    MAX_SAFE_INTEGER,
     isTruthy,
+    isValidId,
 )
 from txtlsjson.errors import (
     AuthenticationFailed,
@@ -277,7 +277,7 @@ class Session:
         # The hot path: the common cases are tested first and cheaply.
         requestId = message.get(REQUEST_ID, _ABSENT)
         if requestId is not _ABSENT:
-            if type(requestId) is int and 0 < requestId <= MAX_SAFE_INTEGER:  # isValidId
+            if isValidId(requestId):
                 del message[REQUEST_ID]
                 self._observer.sessionRequest(requestId, message)
                 return
