@@ -130,8 +130,9 @@ class TLSJSONProtocol(LineReceiver):
         L{OutgoingLines} takes this method's place once connected: it paces
         long lines and drops a peer that has stopped reading while more than
         C{maxBufferedBytes} wait for it
-        (L{SlowConsumer<txtlsjson.errors.SlowConsumer>}).  Without, lines go
-        straight to the transport.
+        (L{SlowConsumer<txtlsjson.errors.SlowConsumer>}); while the lines of
+        one C{dataReceived} are handled, its C{holdLine} collects the answers
+        into one write.  Without, lines go straight to the transport.
         """
         self.transport.write(line)  # type: ignore[union-attr]
 
