@@ -1,9 +1,9 @@
 """
-The fast codec (orjson, the C{fast} extra) and the standard library's give
-the same results over a large generated corpus of good and bad input: the
-same objects decoded, the same errors, and the same bytes on the wire --
-but for the notation of floats (same value, same digits) and orjson's
-encoding of UUIDs and Enum members, both documented.
+The fast codec (the C{fast} extra: orjson, and msgspec for the longest
+lines) and the standard library's give the same results over a large generated corpus of good and bad input: the same
+objects decoded, the same errors, and the same bytes on the wire -- but for
+the notation of floats (same value, same digits) and orjson's encoding of
+UUIDs and Enum members, both documented.
 """
 
 from __future__ import annotations
@@ -24,17 +24,24 @@ from txtlsjson.errors import InvalidMessage, InvalidOutgoingMessage
 
 
 FAST = getattr(codec, "_encodeFast", None)
+FAST_DECODE = getattr(codec, "_decodeLineFast", None)
+
+#: Every fast decoder: orjson's (which hands the longest lines to
+#: msgspec's), and msgspec's, which decodes every line without orjson.
+DECODERS = [getattr(codec, name, None) for name in ("_decodeLineOrjson", "_decodeLineMsgspec")]
 
 
 def test_fastCodecInstalledForTheSuite() -> None:
     """
-    The test extras install orjson, so that both codecs are compared here
-    (the suite does not pass silently without it); it is the codec in use
-    unless C{TXTLSJSON_CODEC=json} says otherwise.
+    The test extras install orjson and msgspec, so that both codecs are
+    compared here (the suite does not pass silently without them); they
+    are the codec in use unless C{TXTLSJSON_CODEC=json} says otherwise.
     """
-    assert FAST is not None
-    expected = "json" if os.environ.get("TXTLSJSON_CODEC") == "json" else "orjson"
+    assert FAST is not None and None not in DECODERS
+    assert FAST_DECODE is codec._decodeLineOrjson  # type: ignore[attr-defined]
+    expected = "json" if os.environ.get("TXTLSJSON_CODEC") == "json" else "orjson+msgspec"
     assert codec.CODEC == expected
+    assert (codec.decodeLine is FAST_DECODE) == (expected != "json")
 
 
 def outcome(function: Callable[[Any], Any], value: Any) -> Any:
@@ -143,8 +150,8 @@ def test_bigMessagesIdentical(value: Any) -> None:
     assert fast == standard
     if standard[0] == "ok":
         line = standard[1][:-1]
-        assert same(outcome(codec._decodeLineFast, line),  # type: ignore[attr-defined]
-                    outcome(codec._decodeLineStandard, line))
+        for decoder in DECODERS:
+            assert same(outcome(decoder, line), outcome(codec._decodeLineStandard, line))
 
 
 @pytest.mark.parametrize("line", [
@@ -155,13 +162,61 @@ def test_bigMessagesIdentical(value: Any) -> None:
     b'{"data":"' + BIG.encode() + b'","ok":18446744073709551615}',
     b'{"data":"' + BIG.encode() + b'"',
 ])
-def test_bigLinesIdentical(line: bytes) -> None:
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_bigLinesIdentical(decoder: Callable[[bytes], Any], line: bytes) -> None:
     """
     Big lines with integers beyond 64 bits decode to exact integers, as the
     standard library reads them, flat or nested; broken ones fail alike.
     """
-    assert same(outcome(codec._decodeLineFast, line),  # type: ignore[attr-defined]
+    assert same(outcome(decoder, line), outcome(codec._decodeLineStandard, line))
+
+
+HUGE = b"x" * codec._HUGE_LINE
+
+
+@pytest.mark.parametrize("line", [
+    b'{"data":"' + HUGE + b'","big":123456789012345678901234567890,"f":0.5,"n":null}',
+    b'{"data":["' + HUGE + "\u00e9\U0001f600".encode() + b'",true,{"k":-0}]}',
+    b'{"data":"' + HUGE + b'","nan":NaN}',
+    b'{"data":"' + HUGE + b'","inf":1e400}',
+    b'{"data":"' + HUGE + b'\\ud800"}',
+    b'{"data":"' + HUGE + b'\xff"}',
+    b'{"data":"' + HUGE + b'"',
+    b'["' + HUGE + b'"]',
+])
+def test_hugeLinesIdentical(monkeypatch: pytest.MonkeyPatch, line: bytes) -> None:
+    """
+    Lines of C{_HUGE_LINE} bytes and more, which orjson's decoder hands to
+    msgspec's, decode as the standard library decodes them, or fail alike.
+    """
+    handed = []
+    decodeHuge = codec._decodeHuge
+
+    def record(line: bytes) -> Any:
+        handed.append(len(line))
+        return decodeHuge(line)  # type: ignore[misc]
+
+    monkeypatch.setattr(codec, "_decodeHuge", record)
+    assert same(outcome(FAST_DECODE, line),  # type: ignore[arg-type]
                 outcome(codec._decodeLineStandard, line))
+    assert handed == [len(line)]
+
+
+def test_shorterLinesStayWithOrjson(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A line one byte short of C{_HUGE_LINE} is orjson's to decode; without
+    msgspec, orjson decodes the longest lines too.
+    """
+    def refuse(line: bytes) -> Any:
+        raise AssertionError("handed to msgspec")
+
+    monkeypatch.setattr(codec, "_decodeHuge", refuse)
+    line = b'{"data":"' + HUGE[:-12] + b'"}'
+    assert len(line) == codec._HUGE_LINE - 1
+    assert FAST_DECODE(line) == {"data": HUGE[:-12].decode()}  # type: ignore[misc]
+    monkeypatch.setattr(codec, "_decodeHuge", None)
+    line = b'{"data":"' + HUGE + b'"}'
+    assert FAST_DECODE(line) == {"data": HUGE.decode()}  # type: ignore[misc]
 
 
 def test_knownDifference() -> None:
@@ -202,14 +257,16 @@ def lines(rng: random.Random) -> List[bytes]:
     return corpus
 
 
-def test_decodingIdentical() -> None:
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_decodingIdentical(decoder: Callable[[bytes], Any]) -> None:
     """
-    Over thousands of lines, valid and mangled, both decoders return equal
-    objects (NaN compared as NaN) or the same error.
+    Over thousands of lines, valid and mangled, each fast decoder and the
+    standard library's return equal objects (NaN compared as NaN) or the
+    same error.
     """
     for line in lines(random.Random(2611)):
         standard = outcome(codec._decodeLineStandard, line)
-        fast = outcome(codec._decodeLineFast, line)  # type: ignore[attr-defined]
+        fast = outcome(decoder, line)
         assert same(fast, standard), line
 
 

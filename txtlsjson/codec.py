@@ -8,9 +8,9 @@ C{JSON.parse} would refuse (C{NaN}, C{Infinity}) and what would break the
 framing or the peer.
 
 Two codecs give the same results: the standard library's C{json}, which
-always works, and C{orjson} (the C{fast} extra), used when installed unless
-C{TXTLSJSON_CODEC=json}.  Wherever orjson could differ, the standard library
-decides (see L{CODEC}).
+always works, and the C{fast} extra -- C{orjson}, and C{msgspec} for the
+longest lines -- used when installed unless C{TXTLSJSON_CODEC=json}.  Wherever
+they could differ, the standard library decides (see L{CODEC}).
 
 Big messages are touched as few times as possible: every pass over a 16 MiB
 line costs more than the whole of a small one.
@@ -141,19 +141,61 @@ def _encodeStandard(obj: Any) -> bytes:
 _decodeLine: Callable[[Line], JSONObject] = _decodeLineStandard
 _encodeAny: Callable[[Any], bytes] = _encodeStandard
 
-#: The codec in use: C{"orjson"} with the C{fast} extra installed, else
-#: C{"json"} (the standard library).  Both decode to the same objects and
-#: refuse the same input with the same errors; they encode the same bytes
-#: except for the notation of some floats (the same value and digits:
-#: C{0.000035} against C{3.5e-05}), and orjson also encodes C{uuid.UUID}
-#: and C{Enum} members, which json refuses.  Set C{TXTLSJSON_CODEC=json} to
-#: use the standard library anyway.
+#: The codec in use: C{"json"} (the standard library) or the fast libraries
+#: of the C{fast} extra that are installed, C{"orjson+msgspec"} with both:
+#: orjson encodes and decodes, msgspec decodes the longest lines (see
+#: C{_HUGE_LINE}).  Either way the same objects are decoded and the same
+#: input refused with the same errors; the same bytes are encoded except for
+#: the notation of some floats (the same value and digits: C{0.000035}
+#: against C{3.5e-05}), and orjson also encodes C{uuid.UUID} and C{Enum}
+#: members, which json refuses.  Set C{TXTLSJSON_CODEC=json} to use the
+#: standard library anyway.
 CODEC = "json"
 
 try:
     import orjson
-except ImportError:  # the standard library serves alone
+except ImportError:  # the standard library encodes
     orjson = None  # type: ignore[assignment]
+
+try:
+    import msgspec
+except ImportError:  # orjson, or the standard library, decodes every line
+    msgspec = None  # type: ignore[assignment]
+
+#: Lines of at least this many bytes are decoded by msgspec when it is
+#: installed, shorter ones by orjson.  orjson takes scratch memory of about
+#: twelve times a line's size; from about 2.7 MiB that is more than glibc
+#: keeps for reuse (32 MiB), so the memory comes fresh from the kernel for
+#: every line, each page zeroed on first touch, and orjson's cost per byte
+#: triples.  msgspec allocates little more than the objects it returns: its
+#: cost per byte stays the same at 16 MiB.  Below, the two cost the same,
+#: and orjson keeps the memory of the lines it decodes warm for the next
+#: (benchmarks/RESULTS.rst).
+_HUGE_LINE = 2 * 1024 * 1024
+
+_decodeHuge: Optional[Callable[[Line], JSONObject]] = None
+
+if msgspec is not None:
+    _msgspecDecode = msgspec.json.Decoder().decode
+    # What msgspec fails on -- bad UTF-8, bad JSON, nesting beyond the
+    # recursion limit, and the few valid lines it refuses (numbers beyond a
+    # float's range, escaped lone surrogates) -- goes to the standard
+    # library, which decides and says why.
+    _MsgspecDecodeErrors = (msgspec.DecodeError, ValueError, RecursionError)
+
+    def _decodeLineMsgspec(line: Line) -> JSONObject:
+        # What msgspec decodes, the standard library decodes alike: integers
+        # of any size exactly, floats correctly rounded, NaN and Infinity
+        # refused.  No check is needed.
+        try:
+            obj = _msgspecDecode(line)
+        except _MsgspecDecodeErrors:
+            return _decodeLineStandard(line)
+        if type(obj) is not dict:
+            raise _notAnObject(obj)
+        return obj  # type: ignore[no-any-return]
+
+    _decodeHuge = _decodeLineMsgspec
 
 if orjson is not None:
     _orjsonLoads = orjson.loads
@@ -199,7 +241,7 @@ if orjson is not None:
         scalars = _scalars
         return type(obj) is dict and all(type(v) in scalars for v in obj.values())
 
-    def _decodeLineFast(line: Line) -> JSONObject:
+    def _decodeLineOrjson(line: Line) -> JSONObject:
         if len(line) < _BIG:
             if line.translate(_digitTable).find(_nineteenDigits) != -1:
                 return _decodeLineStandard(line)
@@ -208,6 +250,8 @@ if orjson is not None:
             except _OrjsonError:
                 return _decodeLineStandard(line)
         else:
+            if len(line) >= _HUGE_LINE and _decodeHuge is not None:
+                return _decodeHuge(line)
             try:
                 obj = _orjsonLoads(line)
             except _OrjsonError:
@@ -229,10 +273,18 @@ if orjson is not None:
             return _encodeStandard(obj)
         return data
 
-    if os.environ.get("TXTLSJSON_CODEC", "").lower() != "json":
-        CODEC = "orjson"
-        _decodeLine = _decodeLineFast
+#: The fast decoder: orjson's, which hands the longest lines to msgspec's,
+#: or msgspec's alone.
+_decodeLineFast: Optional[Callable[[Line], JSONObject]] = (
+    _decodeLineOrjson if orjson is not None else _decodeHuge)
+
+if os.environ.get("TXTLSJSON_CODEC", "").lower() != "json":
+    if orjson is not None:
         _encodeAny = _encodeFast
+    if _decodeLineFast is not None:
+        _decodeLine = _decodeLineFast
+    CODEC = "+".join(name for name, module in (("orjson", orjson), ("msgspec", msgspec))
+                     if module is not None) or "json"
 
 
 decodeLine = _decodeLine
