@@ -141,6 +141,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                 results.setdefault((impl, workload), []).append(result)
                 shown = (f"{result['perConnection'] / 1024:.1f} KiB/conn"
                          if workload == "many" else f"{formatValue(result['value'])} {result['unit']}")
+                if "firstRequest" in result:
+                    shown += f" (first request {formatValue(result['firstRequest'])} {result['unit']})"
                 print(f"  run {run + 1} {workload:6} {impl:9} {shown}", flush=True)
     print(f"({time.time() - started:.0f} s)\n")
     print(table(results, impls, workloads))
@@ -159,11 +161,19 @@ def table(results: Dict[Tuple[str, str], List[Dict[str, Any]]], impls: List[str]
     header = ["workload"] + impls + [f"vs {o}" for o in others]
     rows: List[List[str]] = []
     for workload in workloads:
-        metrics = ([("perConnection", "KiB/conn", 1 / 1024, False),
-                    ("connectRate", "conn/s", 1, True), ("roundRate", "req/s", 1, True)]
-                   if workload == "many" else [("value", None, 1, True)])
-        for metric, unitName, scale, higherBetter in metrics:
-            row = [DESCRIPTIONS[workload] + (f" ({unitName})" if workload == "many" else "")]
+        # (metric, label added to the description, unit, scale, higher is better)
+        metrics: List[Tuple[str, str, Optional[str], float, bool]]
+        if workload == "many":
+            metrics = [("perConnection", " (KiB/conn)", "KiB/conn", 1 / 1024, False),
+                       ("connectRate", " (conn/s)", "conn/s", 1, True),
+                       ("roundRate", " (req/s)", "req/s", 1, True)]
+        elif workload.startswith("big"):
+            metrics = [("value", "", None, 1, True),
+                       ("firstRequest", ", first request alone", None, 1, True)]
+        else:
+            metrics = [("value", "", None, 1, True)]
+        for metric, label, unitName, scale, higherBetter in metrics:
+            row = [DESCRIPTIONS[workload] + label]
             medians: Dict[str, float] = {}
             for impl in impls:
                 runs = results.get((impl, workload))
