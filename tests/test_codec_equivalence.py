@@ -1,6 +1,6 @@
 """
-The fast codec (the C{fast} extra: orjson, and msgspec for the longest
-lines) and the standard library's give the same results over a large generated corpus of good and bad input: the same
+The fast codec (the C{fast} extra: orjson and msgspec) and the standard
+library's give the same results over a large generated corpus of good and bad input: the same
 objects decoded, the same errors, and the same bytes on the wire -- but for
 the notation of floats (same value, same digits) and orjson's encoding of
 UUIDs and Enum members, both documented.
@@ -26,9 +26,10 @@ from txtlsjson.errors import InvalidMessage, InvalidOutgoingMessage
 FAST = getattr(codec, "_encodeFast", None)
 FAST_DECODE = getattr(codec, "_decodeLineFast", None)
 
-#: Every fast decoder: orjson's (which hands the longest lines to
-#: msgspec's), and msgspec's, which decodes every line without orjson.
-DECODERS = [getattr(codec, name, None) for name in ("_decodeLineOrjson", "_decodeLineMsgspec")]
+#: Every fast decoder: orjson's and msgspec's, each of which decodes every
+#: line when the other is missing, and the two together, each line to one.
+DECODERS = [getattr(codec, name, None)
+            for name in ("_decodeLineOrjson", "_decodeLineMsgspec", "_decodeLineFast")]
 
 
 def test_fastCodecInstalledForTheSuite() -> None:
@@ -38,7 +39,6 @@ def test_fastCodecInstalledForTheSuite() -> None:
     are the codec in use unless C{TXTLSJSON_CODEC=json} says otherwise.
     """
     assert FAST is not None and None not in DECODERS
-    assert FAST_DECODE is codec._decodeLineOrjson  # type: ignore[attr-defined]
     expected = "json" if os.environ.get("TXTLSJSON_CODEC") == "json" else "orjson+msgspec"
     assert codec.CODEC == expected
     assert (codec.decodeLine is FAST_DECODE) == (expected != "json")
@@ -184,39 +184,36 @@ HUGE = b"x" * codec._HUGE_LINE
     b'{"data":"' + HUGE + b'"',
     b'["' + HUGE + b'"]',
 ])
-def test_hugeLinesIdentical(monkeypatch: pytest.MonkeyPatch, line: bytes) -> None:
+def test_hugeLinesIdentical(line: bytes) -> None:
     """
-    Lines of C{_HUGE_LINE} bytes and more, which orjson's decoder hands to
-    msgspec's, decode as the standard library decodes them, or fail alike.
+    Lines of C{_HUGE_LINE} bytes and more decode as the standard library
+    decodes them, or fail alike.
     """
-    handed = []
-    decodeHuge = codec._decodeHuge
-
-    def record(line: bytes) -> Any:
-        handed.append(len(line))
-        return decodeHuge(line)  # type: ignore[misc]
-
-    monkeypatch.setattr(codec, "_decodeHuge", record)
     assert same(outcome(FAST_DECODE, line),  # type: ignore[arg-type]
                 outcome(codec._decodeLineStandard, line))
-    assert handed == [len(line)]
 
 
-def test_shorterLinesStayWithOrjson(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("size, byOrjson", [
+    (100, False), (codec._BIG - 1, False), (codec._BIG, True),
+    (codec._HUGE_LINE - 1, True), (codec._HUGE_LINE, False), (3 * codec._HUGE_LINE, False),
+])
+def test_linesBySize(monkeypatch: pytest.MonkeyPatch, size: int, byOrjson: bool) -> None:
     """
-    A line one byte short of C{_HUGE_LINE} is orjson's to decode; without
-    msgspec, orjson decodes the longest lines too.
+    With both fast libraries, orjson decodes the lines from C{_BIG} to just
+    under C{_HUGE_LINE} bytes, msgspec all others.
     """
-    def refuse(line: bytes) -> Any:
-        raise AssertionError("handed to msgspec")
+    decoded = []
+    decodeOrjson = codec._decodeLineOrjson  # type: ignore[attr-defined]
 
-    monkeypatch.setattr(codec, "_decodeHuge", refuse)
-    line = b'{"data":"' + HUGE[:-12] + b'"}'
-    assert len(line) == codec._HUGE_LINE - 1
-    assert FAST_DECODE(line) == {"data": HUGE[:-12].decode()}  # type: ignore[misc]
-    monkeypatch.setattr(codec, "_decodeHuge", None)
-    line = b'{"data":"' + HUGE + b'"}'
-    assert FAST_DECODE(line) == {"data": HUGE.decode()}  # type: ignore[misc]
+    def record(line: bytes) -> Any:
+        decoded.append(len(line))
+        return decodeOrjson(line)
+
+    monkeypatch.setattr(codec, "_decodeLineOrjson", record)
+    line = b'{"data":"' + b"x" * (size - 11) + b'"}'
+    assert len(line) == size
+    assert FAST_DECODE(line) == {"data": "x" * (size - 11)}  # type: ignore[misc]
+    assert decoded == ([size] if byOrjson else [])
 
 
 def test_knownDifference() -> None:
