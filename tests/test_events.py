@@ -68,8 +68,8 @@ def test_closeExactlyOnce() -> None:
 
 def test_respondOnceOnly() -> None:
     """
-    C{res.send} answers once; a second call raises.  An unsendable response
-    raises and may be corrected.
+    C{res.send} answers once; a second call raises, naming the request, and
+    sends nothing.  An unsendable response raises and may be corrected.
     """
     clock = Clock()
     server, protocol, transport, events = serverWithConnection(clock)
@@ -81,8 +81,9 @@ def test_respondOnceOnly() -> None:
         res.send({"requestId": 9})
     res.send({"a": 1})
     assert transport.value() == b'{"a":1,"responseId":3}\n'
-    with pytest.raises(TLSJSONError, match="answered already"):
+    with pytest.raises(TLSJSONError, match="^request 3 has been answered already$"):
         res.send({"a": 2})
+    assert transport.value() == b'{"a":1,"responseId":3}\n'
 
 
 def test_respondAfterClose() -> None:

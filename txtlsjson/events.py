@@ -102,8 +102,9 @@ class Responder:
             gone.
         @param requestId: the request's id.
         """
-        self._protocol = protocol
-        self._requestId: Optional[int] = requestId
+        # None once answered: the connection is no longer needed here.
+        self._protocol: Optional["TLSJSONProtocol"] = protocol
+        self._requestId = requestId
 
     def send(self, response: JSONObject) -> None:
         """
@@ -117,14 +118,14 @@ class Responder:
             is (then it may be sent again, corrected).
         @raise TLSJSONError: if a response was sent already.
         """
-        requestId = self._requestId
-        if requestId is None:
-            raise TLSJSONError("this request has been answered already")
+        protocol = self._protocol
+        if protocol is None:
+            raise TLSJSONError(f"request {self._requestId} has been answered already")
         try:
-            self._protocol.session.respond(requestId, response)
+            protocol.session.respond(self._requestId, response)
         except NotConnected as e:
-            self._protocol.errorReceived(e)
-        self._requestId = None
+            protocol.errorReceived(e)
+        self._protocol = None
 
 
 def sendOrReport(emitter: EventEmitter, protocol: Optional["TLSJSONProtocol"],
