@@ -33,6 +33,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater, react
 from twisted.protocols import amp
 
+from benchmarks.workloads import FULL, QUICK
 from txtlsjson.codec import decodeLine, encodeLine
 from txtlsjson.framing import LineBuffer
 
@@ -43,11 +44,6 @@ PASSWORD = "benchmark-password"
 BACKLOG = 1024
 PAYLOAD = "x" * 64
 
-#: Workload sizes: (send count, rtt count, conc count, conc window).
-FULL = {"send": 100_000, "rtt": 20_000, "conc": 100_000, "window": 1000,
-        "big": [(1024 * 1024, 32), (16 * 1024 * 1024, 4)], "many": 5000}
-QUICK = {"send": 10_000, "rtt": 2_000, "conc": 10_000, "window": 1000,
-         "big": [(1024 * 1024, 4), (16 * 1024 * 1024, 1)], "many": 500}
 
 
 def rss() -> int:

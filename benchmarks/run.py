@@ -27,21 +27,12 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from benchmarks.workloads import FULL, QUICK, describe
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 IMPLS = ["txtlsjson", "amp", "bare"]
 WORKLOADS = ["send", "rtt", "conc", "big1", "big16", "many",
              "send<", "rtt<", "conc<"]
-DESCRIPTIONS = {
-    "send": "send: 100,000 one-way messages client->server",
-    "rtt": "rtt: 20,000 sequential requests",
-    "conc": "conc: 100,000 requests, 1,000 outstanding",
-    "big1": "big: 1 MiB string requests",
-    "big16": "big: 16 MiB string requests",
-    "many": "many: 5,000 clients at once",
-    "send<": "send, server->client",
-    "rtt<": "rtt, server->client",
-    "conc<": "conc, server->client",
-}
 #: AMP values are limited to 64 KiB: the big workloads do not apply.
 NOT_APPLICABLE = {("amp", "big1"): "64 KiB value limit", ("amp", "big16"): "64 KiB value limit"}
 
@@ -145,14 +136,14 @@ def main(argv: Optional[List[str]] = None) -> None:
                     shown += f" (first request {formatValue(result['firstRequest'])} {result['unit']})"
                 print(f"  run {run + 1} {workload:6} {impl:9} {shown}", flush=True)
     print(f"({time.time() - started:.0f} s)\n")
-    print(table(results, impls, workloads))
+    print(table(results, impls, workloads, QUICK if args.quick else FULL))
     if args.json:
         Path(args.json).write_text(json.dumps(
             {f"{i}/{w}": r for (i, w), r in results.items()}, indent=1))
 
 
 def table(results: Dict[Tuple[str, str], List[Dict[str, Any]]], impls: List[str],
-          workloads: List[str]) -> str:
+          workloads: List[str], sizes: Dict[str, Any]) -> str:
     """
     The results as an RST table: median [min-max] per implementation, and
     txtlsjson's ratio to each other implementation.
@@ -173,7 +164,7 @@ def table(results: Dict[Tuple[str, str], List[Dict[str, Any]]], impls: List[str]
         else:
             metrics = [("value", "", None, 1, True)]
         for metric, label, unitName, scale, higherBetter in metrics:
-            row = [DESCRIPTIONS[workload] + label]
+            row = [describe(workload, sizes) + label]
             medians: Dict[str, float] = {}
             for impl in impls:
                 runs = results.get((impl, workload))
