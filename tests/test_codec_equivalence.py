@@ -1,9 +1,9 @@
 """
 The fast codec (the C{fast} extra: orjson and msgspec) and the standard
-library's give the same results over a large generated corpus of good and bad input: the same
-objects decoded, the same errors, and the same bytes on the wire -- but for
-the notation of floats (same value, same digits) and orjson's encoding of
-UUIDs and Enum members, both documented.
+library's give the same results over a large generated corpus of good and
+bad input: the same objects decoded, the same errors, and the same bytes on
+the wire -- but for the notation of floats (same value, same digits) and
+orjson's encoding of UUIDs and Enum members, both documented.
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ C{JSON.parse} would refuse (C{NaN}, C{Infinity}) and what would break the
 framing or the peer.
 
 Two codecs give the same results: the standard library's C{json}, which
-always works, and the C{fast} extra -- C{orjson} and C{msgspec}, each
-where it is faster -- used when installed unless C{TXTLSJSON_CODEC=json}.  Wherever
-they could differ, the standard library decides (see L{CODEC}).
+always works, and the C{fast} extra -- C{orjson} and C{msgspec}, each where
+it is faster -- used when installed unless C{TXTLSJSON_CODEC=json}.
+Wherever they could differ, the standard library decides (see L{CODEC}).
 
 Big messages are touched as few times as possible: every pass over a 16 MiB
 line costs more than the whole of a small one.
@@ -144,12 +144,12 @@ _encodeAny: Callable[[Any], bytes] = _encodeStandard
 #: The codec in use: C{"json"} (the standard library) or the fast libraries
 #: of the C{fast} extra that are installed, C{"orjson+msgspec"} with both:
 #: orjson encodes, msgspec decodes all lines but those from 64 KiB to 2 MiB,
-#: which orjson decodes faster (see C{_HUGE_LINE}).  Either way the same objects are decoded and the same
-#: input refused with the same errors; the same bytes are encoded except for
-#: the notation of some floats (the same value and digits: C{0.000035}
-#: against C{3.5e-05}), and orjson also encodes C{uuid.UUID} and C{Enum}
-#: members, which json refuses.  Set C{TXTLSJSON_CODEC=json} to use the
-#: standard library anyway.
+#: which orjson decodes faster (see C{_HUGE_LINE}).  Either way the same
+#: objects are decoded and the same input refused with the same errors; the
+#: same bytes are encoded except for the notation of some floats (the same
+#: value and digits: C{0.000035} against C{3.5e-05}), and orjson also
+#: encodes C{uuid.UUID} and C{Enum} members, which json refuses.  Set
+#: C{TXTLSJSON_CODEC=json} to use the standard library anyway.
 CODEC = "json"
 
 try:
