@@ -45,7 +45,6 @@ BACKLOG = 1024
 PAYLOAD = "x" * 64
 
 
-
 def rss() -> int:
     """
     This process's resident memory in bytes.
