@@ -6,12 +6,17 @@ the pace the peer reads them.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Deque, List, Optional
+from typing import Callable, Deque, Iterator, List, Optional, Union
 
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from txtlsjson.codec import PiecedLine
 from txtlsjson.errors import SlowConsumer
+
+#: An encoded line: bytes, or the pieces of a long message (see
+#: L{txtlsjson.codec.encodeLongMessage}).
+AnyLine = Union[bytes, PiecedLine]
 
 #: Lines longer than this are handed to the transport a piece of this size
 #: at a time.  Just above Twisted's TLS small-write aggregation threshold
@@ -35,11 +40,12 @@ class OutgoingLines:
     (resumed), and:
 
       - hands a line to the transport at once, unless it is longer than
-        C{chunkSize}: such a line is handed over a piece at a time, the
-        next piece when the buffer has drained, and lines written meanwhile
-        wait behind it in order.  TLS then encrypts one piece while the
-        peer decrypts the one before, and the TCP transport never joins
-        megabytes of ciphertext into one more buffer;
+        C{chunkSize}: such a line is handed over a piece at a time (a
+        L{PiecedLine} in the pieces it is encoded in), the next piece when
+        the buffer has drained, and lines written meanwhile wait behind it
+        in order.  TLS then encrypts one piece while the peer decrypts the
+        one before, and the TCP transport never joins megabytes of
+        ciphertext into one more buffer;
       - collects the short lines given to L{holdLine} (the answers to a
         batch of requests) and writes them together on L{release};
       - refuses a write (reporting L{SlowConsumer}) once more than C{limit}
@@ -52,7 +58,7 @@ class OutgoingLines:
 
     # One per connection, so kept small: slots, and no queue until needed.
     __slots__ = ("_write", "_limit", "_slowConsumer", "_chunkSize", "paused", "_pending",
-                 "_long", "_offset", "_queue", "_queued", "_held", "_heldBytes")
+                 "_long", "_longLeft", "_queue", "_queued", "_held", "_heldBytes")
 
     def __init__(self, write: Callable[[bytes], None], limit: int,
                  slowConsumer: Callable[[SlowConsumer], None],
@@ -65,7 +71,9 @@ class OutgoingLines:
         @param slowConsumer: called, instead of writing, with the error for
             a write over the limit.
         @param chunkSize: lines longer than this are handed over in pieces
-            of this size.
+            of this size; a L{PiecedLine}, always longer (its long strings
+            alone are L{LONG_STRING<txtlsjson.codec.LONG_STRING>} or more),
+            in the pieces it is encoded in.
         """
         self._write = write
         self._limit = limit
@@ -74,18 +82,19 @@ class OutgoingLines:
         self.paused = False
         # Bytes written while paused, since the buffer last drained.
         self._pending = 0
-        # The long line being handed over, and how much of it has been.
-        self._long: Optional[bytes] = None
-        self._offset = 0
+        # The pieces of the long line being handed over, and how many of
+        # its bytes have not been.
+        self._long: Optional[Iterator[bytes]] = None
+        self._longLeft = 0
         # Lines waiting behind it (a deque once there are any), and their
         # bytes.
-        self._queue: Optional[Deque[bytes]] = None
+        self._queue: Optional[Deque[AnyLine]] = None
         self._queued = 0
         # Lines collected by holdLine, and their bytes.
         self._held: Optional[List[bytes]] = None
         self._heldBytes = 0
 
-    def holdLine(self, line: bytes) -> None:
+    def holdLine(self, line: AnyLine) -> None:
         """
         Collect a short line, to be written with the others collected until
         L{release}: a batch of requests answered within one C{dataReceived}
@@ -97,7 +106,7 @@ class OutgoingLines:
             held = self._held
             if held is None:
                 held = self._held = []
-            held.append(line)
+            held.append(line)  # type: ignore[arg-type]  # short: bytes
             self._heldBytes += len(line)
             if self._heldBytes >= self._chunkSize:
                 self.release()
@@ -114,7 +123,7 @@ class OutgoingLines:
             self._held, self._heldBytes = None, 0
             self.writeLine(held[0] if len(held) == 1 else b"".join(held))
 
-    def writeLine(self, line: bytes) -> None:
+    def writeLine(self, line: AnyLine) -> None:
         """
         Write one line, at once or after those before it -- unless more
         than the limit would then wait, in which case the line is dropped
@@ -135,33 +144,42 @@ class OutgoingLines:
                 self._slowConsumer(self._slow(self._pending))
                 return
         if len(line) > self._chunkSize:
-            self._long, self._offset = line, 0
+            self._startLong(line)
             self._handOver()
         else:
-            self._write(line)
+            self._write(line)  # type: ignore[arg-type]  # short: bytes
 
     def _slow(self, waiting: int) -> SlowConsumer:
         return SlowConsumer(
             f"peer is not reading: {waiting} bytes wait beyond the transport's buffer, "
             f"over maxBufferedBytes ({self._limit}); dropped")
 
+    def _startLong(self, line: AnyLine) -> None:
+        """
+        Make C{line} the long line being handed over.
+        """
+        if type(line) is PiecedLine:
+            self._long = line.pieces()
+        else:
+            chunkSize = self._chunkSize
+            self._long = (line[start:start + chunkSize]  # type: ignore[index]
+                          for start in range(0, len(line), chunkSize))
+        self._longLeft = len(line)
+
     def _handOver(self) -> None:
         """
         Hand over pieces of the long line, then the lines queued behind it,
         until the transport is full or nothing waits.
         """
-        chunkSize = self._chunkSize
         while not self.paused:
-            line = self._long
-            if line is not None:
-                start = self._offset
-                end = start + chunkSize
-                if end < len(line):
-                    self._offset = end
-                    self._write(line[start:end])
-                    continue
-                self._long = None
-                self._write(line[start:] if start else line)
+            pieces = self._long
+            if pieces is not None:
+                piece = next(pieces, None)
+                if piece is None:
+                    self._long = None
+                else:
+                    self._longLeft -= len(piece)
+                    self._write(piece)
                 continue
             queue = self._queue
             if not queue:
@@ -169,10 +187,10 @@ class OutgoingLines:
                 return
             line = queue.popleft()
             self._queued -= len(line)
-            if len(line) > chunkSize:
-                self._long, self._offset = line, 0
+            if len(line) > self._chunkSize:
+                self._startLong(line)
             else:
-                self._write(line)
+                self._write(line)  # type: ignore[arg-type]  # short: bytes
 
     @property
     def waiting(self) -> int:
@@ -180,21 +198,20 @@ class OutgoingLines:
         @return: how many bytes are held here, not yet handed to the
             transport.
         """
-        unsent = len(self._long) - self._offset if self._long is not None else 0
-        return unsent + self._queued + self._heldBytes
+        return self._longLeft + self._queued + self._heldBytes
 
     def flush(self) -> None:
         """
         Hand everything held to the transport at once, as before a clean
         close: the transport then writes it out before closing.
         """
-        long, self._long = self._long, None
+        long, self._long, self._longLeft = self._long, None, 0
         queue, self._queue, self._queued = self._queue, None, 0
         held, self._held, self._heldBytes = self._held, None, 0
         if long is not None:
-            self._write(long[self._offset:])
+            self._write(b"".join(long))
         for line in queue or ():
-            self._write(line)
+            self._write(line if type(line) is bytes else bytes(line))
         if held:
             self._write(b"".join(held))
 
@@ -219,6 +236,6 @@ class OutgoingLines:
         The transport is going away: what is held will never be sent.
         """
         self.paused = False
-        self._long = None
+        self._long, self._longLeft = None, 0
         self._queue, self._queued = None, 0
         self._held, self._heldBytes = None, 0

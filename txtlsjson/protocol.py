@@ -26,7 +26,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
-from txtlsjson.codec import JSONObject
+from txtlsjson.codec import JSONObject, PiecedLine
 from txtlsjson.errors import (
     AuthenticationFailed,
     InvalidOutgoingMessage,
@@ -35,7 +35,7 @@ from txtlsjson.errors import (
     TLSJSONError,
 )
 from txtlsjson.framing import LineBuffer
-from txtlsjson.outgoing import OutgoingLines
+from txtlsjson.outgoing import AnyLine, OutgoingLines
 from txtlsjson.session import _AUTHENTICATED, ClientSession, ServerSession, Session
 from txtlsjson.throttle import AuthenticationThrottle
 
@@ -122,7 +122,7 @@ class TLSJSONProtocol(LineReceiver):
 
     # -- the session's transport ---------------------------------------
 
-    def writeLine(self, line: bytes) -> None:
+    def writeLine(self, line: AnyLine) -> None:
         """
         Write one encoded message, its newline included.
 
@@ -134,7 +134,10 @@ class TLSJSONProtocol(LineReceiver):
         one C{dataReceived} are handled, its C{holdLine} collects the answers
         into one write.  Without, lines go straight to the transport.
         """
-        self.transport.write(line)  # type: ignore[union-attr]
+        if type(line) is PiecedLine:
+            self.transport.writeSequence(line.pieces())  # type: ignore[union-attr]
+        else:
+            self.transport.write(line)  # type: ignore[union-attr,arg-type]
 
     def _bufferingTransport(self) -> Any:
         """

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hmac
 from enum import Enum
-from typing import Callable, List, Optional, Protocol
+from typing import Callable, List, Optional, Protocol, Union
 
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -29,14 +29,17 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txtlsjson.codec import (
+    LONG_STRING,
     PING,
     Line,
     PONG,
     REQUEST_ID,
     RESPONSE_ID,
     JSONObject,
+    PiecedLine,
     decodeLine,
     encodeLine,
+    encodeLongMessage,
     encodeMessageLine,
     isTruthy,
     isValidId,
@@ -82,9 +85,10 @@ class ISessionTransport(Protocol):
     What a session needs from its connection.
     """
 
-    def writeLine(self, line: bytes) -> None:
+    def writeLine(self, line: Union[bytes, PiecedLine]) -> None:
         """
-        Send one encoded message, its trailing newline included.
+        Send one encoded message, its trailing newline included: bytes, or
+        a L{PiecedLine} to send piece after piece.
         """
 
     def pauseReading(self) -> None:
@@ -181,10 +185,14 @@ class Session:
         # Lines that arrived while a password check was waiting; None when
         # no check is waiting.
         self._held: Optional[List[Line]] = None
+        # How application messages are encoded: whole, until one carries a
+        # long string; from then on each is looked at for one, which costs
+        # a little on every message (see encodeLongMessage).
+        self._encodeMessage: Callable[..., Union[bytes, PiecedLine]] = encodeMessageLine
 
     # -- outgoing ---------------------------------------------------------
 
-    def _tooLong(self, line: bytes) -> InvalidOutgoingMessage:
+    def _tooLong(self, line: Union[bytes, PiecedLine]) -> InvalidOutgoingMessage:
         return InvalidOutgoingMessage(
             f"message of {len(line) - 1} bytes exceeds maxLineLength ({self.maxLineLength})")
 
@@ -198,9 +206,11 @@ class Session:
         """
         if self.state is not _AUTHENTICATED:
             raise NotConnected()
-        line = encodeMessageLine(message)
+        line = self._encodeMessage(message)
         if len(line) > self.maxLineLength + 1:
             raise self._tooLong(line)
+        if len(line) > LONG_STRING:
+            self._encodeMessage = encodeLongMessage
         self._transport.writeLine(line)
 
     def request(self, request: JSONObject) -> "Deferred[JSONObject]":
@@ -214,11 +224,13 @@ class Session:
             return fail(NotConnected())
         requests = self.requests
         try:
-            line = encodeMessageLine(request, REQUEST_ID, requests.nextId)
+            line = self._encodeMessage(request, REQUEST_ID, requests.nextId)
         except InvalidOutgoingMessage:
             return fail()
         if len(line) > self.maxLineLength + 1:
             return fail(self._tooLong(line))
+        if len(line) > LONG_STRING:
+            self._encodeMessage = encodeLongMessage
         self._transport.writeLine(line)
         return requests.issue()
 
@@ -340,9 +352,11 @@ class Session:
         """
         if self.state is not _AUTHENTICATED:
             raise NotConnected()
-        line = encodeMessageLine(response, RESPONSE_ID, requestId)
+        line = self._encodeMessage(response, RESPONSE_ID, requestId)
         if len(line) > self.maxLineLength + 1:
             raise self._tooLong(line)
+        if len(line) > LONG_STRING:
+            self._encodeMessage = encodeLongMessage
         self._transport.writeLine(line)
 
     def _becomeAuthenticated(self) -> None:
