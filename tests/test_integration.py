@@ -332,7 +332,9 @@ async def test_bigMessagesPaced(server: Server, pki: PKI) -> None:
     Messages of megabytes go both ways whole and in order with the small
     ones written after them, while the sender's TCP buffer holds only a
     few pieces of them at a time (not the whole ciphertext); a client that
-    disconnects right after sending one still delivers it whole.
+    disconnects right after sending one still delivers it whole.  Each
+    side's first such message is encoded whole, the later ones as they are
+    sent (see L{txtlsjson.codec.encodeLongMessage}).
     """
     size = 8 * 1024 * 1024
     await server.listen(0, "127.0.0.1")
@@ -347,20 +349,23 @@ async def test_bigMessagesPaced(server: Server, pki: PKI) -> None:
     watch = BufferWatch(clientTCP)
 
     big = "\u00e9" * (size // 2)  # 8 MiB of UTF-8
-    answers = [client.request({"data": big}), client.request({"data": "small"})]
+    answers = [client.request({"data": big}), client.request({"data": "small"}),
+               client.request({"data": big})]
     client.send({"n": 1})
     assert await answers[0] == {"len": size // 2}
     assert await answers[1] == {"len": 5}
+    assert await answers[2] == {"len": size // 2}
     assert received == [{"n": 1}]
     assert watch.most < 2 * 1024 * 1024, watch.most
 
     messages: List[Any] = []
     arrived: Deferred[None] = Deferred()
-    client.on("message", lambda m: (messages.append(m), len(messages) == 2 and arrived.callback(None)))
+    client.on("message", lambda m: (messages.append(m), len(messages) == 3 and arrived.callback(None)))
     server.send(connectionId, {"data": big})
+    server.send(connectionId, {"data": big, "again": True})
     server.send(connectionId, {"after": True})
     await arrived.addTimeout(WAIT, reactor)
-    assert messages == [{"data": big}, {"after": True}]
+    assert messages == [{"data": big}, {"data": big, "again": True}, {"after": True}]
 
     lastMessage = nextEvent(server, "message")
     closed = nextEvent(server, "close")

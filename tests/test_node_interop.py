@@ -109,9 +109,9 @@ async def test_txtlsjsonClientNodeServer(pki: PKI) -> None:
 @pytest_twisted.ensureDeferred
 async def test_bigMessagesWithNodeServer(pki: PKI) -> None:
     """
-    A request of 6 MiB of UTF-8 -- written in paced pieces that cut through
-    multi-byte characters -- reaches a Node server whole, and its 6 MiB
-    echo comes back whole.
+    A request of 5 MiB of UTF-8 -- written in paced pieces that cut through
+    multi-byte characters -- reaches a Node server whole, and its 5 MiB
+    echo comes back whole; so does a second one, encoded as it is sent.
     """
     process = spawn([node(), PEER, "server", str(pki.serverCert), str(pki.serverKey), "s3cret"])
     await process.waitFor("listening")
@@ -125,6 +125,12 @@ async def test_bigMessagesWithNodeServer(pki: PKI) -> None:
         answer = await client.request({"data": big})
         assert answer == {"length": len(big), "tail": big[-8:]}
         assert await echo.addTimeout(10, reactor) == {"echo": big}
+        echo = Deferred()
+        again = "\n\"\U0001f600" + big[1:]
+        answer = await client.request({"data": again})
+        # JavaScript counts the emoji as two UTF-16 code units.
+        assert answer == {"length": len(again) + 1, "tail": again[-8:]}
+        assert await echo.addTimeout(10, reactor) == {"echo": again}
     finally:
         await client.disconnect()
     outcome = await process.ended
