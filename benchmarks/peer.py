@@ -6,7 +6,10 @@ three implementations over TLS on 127.0.0.1, running one workload.
   - C{amp}: Twisted's AMP over TLS, with typed commands;
   - C{bare}: the ceiling -- JSON lines over Twisted's TLS with no password,
     no events and no request table (responses come back in order), using
-    the same line splitter and JSON codec as txtlsjson.
+    the same line splitter and JSON codec as txtlsjson;
+  - C{bytes}, for the big workloads only: the floor beneath them -- a
+    request's string sent as its UTF-8 bytes on one line, paced and split
+    as txtlsjson does it, with no JSON at all.
 
 C{benchmarks/run.py} starts these processes; they are not meant to be run
 by hand, but can be:
@@ -36,6 +39,7 @@ from twisted.protocols import amp
 from benchmarks.workloads import FULL, QUICK
 from txtlsjson.codec import decodeLine, encodeLine
 from txtlsjson.framing import LineBuffer
+from txtlsjson.outgoing import OutgoingLines
 
 PASSWORD = "benchmark-password"
 
@@ -409,10 +413,67 @@ async def connectBare(port: int, ca: str, handler: Handler) -> Channel:
     return peer
 
 
+# -- bytes, the floor of the big workloads ----------------------------------
+
+class _BytesPeer(Protocol, Channel):
+    """
+    A request's C{data} string goes as its UTF-8 bytes and a newline, handed
+    to TLS by txtlsjson's own L{OutgoingLines} and split by its
+    L{LineBuffer}; the answer is a line with the length received.  What the
+    big workloads cost with txtlsjson's transport and no JSON: the bytes of
+    a string are made once, for its first request, which is timed apart.
+    """
+
+    _data: Optional[str] = None
+    _line = b""
+
+    def connectionMade(self) -> None:
+        _noDelay(self)
+        self._lines = LineBuffer(64 * 1024 * 1024)
+        self._waiting: Deque[Deferred[Dict[str, Any]]] = deque()
+        self._outgoing = OutgoingLines(self.transport.write,  # type: ignore[union-attr]
+                                       256 * 1024 * 1024, self._slow)
+        self.transport.transport.registerProducer(self._outgoing, True)  # type: ignore[union-attr]
+
+    def _slow(self, error: Exception) -> None:
+        raise error
+
+    def dataReceived(self, data: bytes) -> None:
+        for line in self._lines.feed(data):
+            if self._waiting:
+                self._waiting.popleft().callback({"len": int(line)})
+            else:
+                self._outgoing.writeLine(b"%d\n" % len(line))
+
+    def send(self, message: Dict[str, Any]) -> None:
+        raise NotImplementedError("bytes runs the big workloads only")
+
+    def request(self, request: Dict[str, Any]) -> "Deferred[Dict[str, Any]]":
+        d: Deferred[Dict[str, Any]] = Deferred()
+        self._waiting.append(d)
+        data = request.get("data", "")
+        if data is not self._data:
+            self._data, self._line = data, data.encode("utf-8") + b"\n"
+        self._outgoing.writeLine(self._line)
+        return d
+
+
+def serveBytes(port: int, cert: str, key: str, handler: Handler) -> int:
+    return _serve(_BytesPeer, port, cert, key, handler)
+
+
+async def connectBytes(port: int, ca: str, handler: Handler) -> Channel:
+    peer = _BytesPeer()
+    await _connectTLS(port, ca, peer)
+    await _greet(peer)
+    return peer
+
+
 SERVE: Dict[str, Callable[..., int]] = {
-    "txtlsjson": serveTxtlsjson, "amp": serveAMP, "bare": serveBare}
+    "txtlsjson": serveTxtlsjson, "amp": serveAMP, "bare": serveBare, "bytes": serveBytes}
 CONNECT: Dict[str, Callable[..., Any]] = {
-    "txtlsjson": connectTxtlsjson, "amp": connectAMP, "bare": connectBare}
+    "txtlsjson": connectTxtlsjson, "amp": connectAMP, "bare": connectBare,
+    "bytes": connectBytes}
 
 
 # -- many ----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any, Dict
 #: of clients held at once.
 FULL: Dict[str, Any] = {
     "send": 100_000, "rtt": 20_000, "conc": 100_000, "window": 1000,
-    "big": [(1024 * 1024, 32), (16 * 1024 * 1024, 4)], "many": 5000}
+    "big": [(1024 * 1024, 96), (16 * 1024 * 1024, 8)], "many": 5000}
 QUICK: Dict[str, Any] = {
     "send": 10_000, "rtt": 2_000, "conc": 10_000, "window": 1000,
     "big": [(1024 * 1024, 4), (16 * 1024 * 1024, 1)], "many": 500}
