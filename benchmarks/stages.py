@@ -1,9 +1,11 @@
 """
 txtlsjson's own per-byte work on a big message, stage by stage, at 1 MiB
-and 16 MiB: encoding, framing (fed in 32 KiB pieces, as TLS delivers them)
-and decoding -- next to a plain copy of the same bytes, the machine's own
-reference: a 1 MiB message stays in the CPU's caches, a 16 MiB one does not,
-so even a copy slows down per byte.
+and 16 MiB: encoding whole, encoding as a connection that has sent a long
+line does (a string of 2 MiB or more piece by piece, as it is sent),
+framing (fed in 32 KiB pieces, as TLS delivers them) and decoding -- next
+to a plain copy of the same bytes, the machine's own reference: a 1 MiB
+message stays in the CPU's caches, a 16 MiB one does not, so even a copy
+slows down per byte.
 
     python -m benchmarks.stages
 """
@@ -32,13 +34,19 @@ def measure(size: int) -> Dict[str, float]:
     """
     MB/s of each stage for a request carrying a string of C{size} bytes.
     """
-    from txtlsjson.codec import decodeLine, encodeMessageLine
+    from txtlsjson.codec import PiecedLine, decodeLine, encodeLongMessage, encodeMessageLine
     from txtlsjson.framing import LineBuffer
 
     request = {"op": "len", "data": "x" * size}
     line = encodeMessageLine(request, "requestId", 1)
     received = line[:-1]
     pieces = [line[i:i + 32768] for i in range(0, len(line), 32768)]
+
+    def encodePieced() -> None:
+        line = encodeLongMessage(request, "requestId", 1)
+        if isinstance(line, PiecedLine):
+            for _ in line.pieces():
+                pass
 
     def frame() -> None:
         buffer = LineBuffer(64 * 1024 * 1024)
@@ -49,6 +57,7 @@ def measure(size: int) -> Dict[str, float]:
     return {
         "copy": megabytes / best(lambda: bytearray(line)),
         "encode": megabytes / best(lambda: encodeMessageLine(request, "requestId", 1)),
+        "pieced": megabytes / best(encodePieced),
         "frame": megabytes / best(frame),
         "decode": megabytes / best(lambda: decodeLine(received)),
     }
