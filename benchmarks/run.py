@@ -4,7 +4,7 @@ JSON-lines-over-TLS ceiling (and, for big messages, the bytes of the string
 with no JSON), each run as a server process and a client process on
 127.0.0.1, interleaved in the same run.
 
-    python -m benchmarks.run                 # the full suite, 3 runs (about 5 minutes)
+    python -m benchmarks.run                 # the full suite, 3 runs (about 7 minutes)
     python -m benchmarks.run --quick --runs 1
     python -m benchmarks.run --workloads send,rtt --impls txtlsjson,bare
 
