@@ -1,6 +1,6 @@
 """
 One side of a benchmark run: a server or a client process speaking one of
-three implementations over TLS on 127.0.0.1, running one workload.
+four implementations over TLS on 127.0.0.1, running one workload.
 
   - C{txtlsjson}: this package's tls-json-style Server and Client;
   - C{amp}: Twisted's AMP over TLS, with typed commands;
