@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import Any, List
 
 import pytest
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
 
 from txtlsjson.errors import AuthenticationFailed, InvalidMessage, SlowConsumer
 from txtlsjson.protocol import TLSJSONServerFactory
-from txtlsjson.throttle import AuthenticationThrottle, TooManyAttempts
+from txtlsjson.throttle import AuthenticationThrottle, TooManyAttempts, addressKey
 
 from .helpers import authenticatedClient, authenticatedServer, connectProtocol
 
@@ -131,7 +131,8 @@ def test_boundedAddresses() -> None:
 
 
 def attempt(factory: TLSJSONServerFactory, host: str, line: bytes) -> Any:
-    protocol, transport = connectProtocol(factory, IPv4Address("TCP", host, 5000))
+    address = (IPv6Address if ":" in host else IPv4Address)("TCP", host, 5000)
+    protocol, transport = connectProtocol(factory, address)
     errors: List[Any] = []
     protocol.errorReceived = errors.append
     protocol.dataReceived(line)
@@ -163,6 +164,41 @@ def test_serverSlowsWrongPasswords() -> None:
     assert right.producerState == "producing"
     assert messages == [{"after": 1}]
     assert clock.getDelayedCalls() == []
+
+
+@pytest.mark.parametrize("host, key", [
+    ("10.0.0.1", "10.0.0.1"),
+    ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2::9", "2001:db8:1:2::/64"),
+    ("2001:db8:1:3::9", "2001:db8:1:3::/64"),
+    ("::ffff:10.1.2.3", "10.1.2.3"),
+    ("fe80::1%eth0", "fe80::/64"),
+    ("/run/txtlsjson.sock", "/run/txtlsjson.sock"),
+])
+def test_addressKey(host: str, key: str) -> None:
+    """
+    Attempts count per IPv4 address (also IPv4-mapped) and per IPv6 /64
+    network; what is not an IP address counts as it is.
+    """
+    assert addressKey(host) == key
+
+
+def test_serverSlowsIPv6ByNetwork() -> None:
+    """
+    After a wrong password from an IPv6 address, answers to every address
+    of its /64 wait; another /64 is answered at once.
+    """
+    clock = Clock()
+    factory = TLSJSONServerFactory("pw", reactor=clock, authFailureDelay=1,
+                                   keepAliveInterval=0)
+    _, wrong, _ = attempt(factory, "2001:db8:1:2::1", b'{"password":"x"}\n')
+    assert wrong.value() == b'{"error":"incorrect password"}\n'
+    _, sameNetwork, _ = attempt(factory, "2001:db8:1:2:ffff::2", b'{"password":"pw"}\n')
+    _, otherNetwork, _ = attempt(factory, "2001:db8:1:3::1", b'{"password":"pw"}\n')
+    assert sameNetwork.value() == b""
+    assert otherNetwork.value() == b'{"authenticated":true}\n'
+    clock.advance(1)
+    assert sameNetwork.value() == b'{"authenticated":true}\n'
 
 
 def test_serverRefusesFloodFromOneAddress() -> None:

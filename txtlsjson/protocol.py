@@ -37,7 +37,7 @@ from txtlsjson.errors import (
 from txtlsjson.framing import LineBuffer
 from txtlsjson.outgoing import AnyLine, OutgoingLines
 from txtlsjson.session import _AUTHENTICATED, ClientSession, ServerSession, Session
-from txtlsjson.throttle import AuthenticationThrottle
+from txtlsjson.throttle import AuthenticationThrottle, addressKey
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress
@@ -490,7 +490,7 @@ class TLSJSONServerProtocol(TLSJSONProtocol):
             keepAliveTimeout=factory.keepAliveTimeout,
             onKeepAliveTimeout=self.keepAliveTimedOut,
             throttle=factory.throttle,
-            peerKey=_hostOf(self),
+            peerKey=addressKey(_hostOf(self)),
         )
 
     def connectionMade(self) -> None:
@@ -609,8 +609,10 @@ class TLSJSONServerFactory(ServerFactory):
         @param maxBufferedBytes: how much may wait for a client that stopped
             reading, on top of the transport's buffer, before it is dropped
             (C{0}: no limit).
-        @param authFailureDelay: after a wrong password from an address,
-            the next answer to that address waits this long, doubling with
+        @param authFailureDelay: after a wrong password from an address (an
+            IPv6 one: its /64 network, see
+            L{addressKey<txtlsjson.throttle.addressKey>}), the next answer
+            to that address waits this long, doubling with
             each further failure; checks from one address go one at a time
             (C{0}: no wait).
         @param authFailureMaxDelay: the longest such wait.

@@ -448,7 +448,8 @@ class ServerSession(Session):
             before the connection is dropped.
         @param throttle: paces password checks per peer address; none by
             default.
-        @param peerKey: this peer's key in C{throttle} (its address).
+        @param peerKey: this peer's key in C{throttle} (its address, see
+            L{addressKey<txtlsjson.throttle.addressKey>}).
         """
         super().__init__(transport, observer, clock, requestTimeout, maxLineLength)
         self._password = password

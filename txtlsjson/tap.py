@@ -98,8 +98,9 @@ class Options(usage.Options):
         ["max-buffered-bytes", None, DEFAULT_MAX_BUFFERED_BYTES,
          "Bytes that may wait for a client that stopped reading before it is dropped "
          "(0: no limit).", _size],
-        ["auth-failure-delay", None, 1.0, "Seconds the next answer to an address waits "
-         "after a wrong password from it, doubling per failure (0: no wait).", _seconds],
+        ["auth-failure-delay", None, 1.0, "Seconds the next answer to an address (IPv6: "
+         "its /64 network) waits after a wrong password from it, doubling per failure "
+         "(0: no wait).", _seconds],
         ["auth-failure-max-delay", None, 16.0, "Longest such wait.", _seconds],
     ]
 

@@ -5,16 +5,39 @@ Each peer address gets one password check at a time; the answer to every
 attempt from an address with recent failures waits, the wait doubling with
 each failure up to a maximum.  Guessing from one address is then limited to
 about one guess per C{maxDelay} seconds, however many connections it opens,
-while clients at other addresses are answered at once.
+while clients at other addresses are answered at once.  An IPv6 address
+counts by its /64 network (L{addressKey}): one host is usually given a
+whole /64 and could otherwise guess from a fresh address every time.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections import OrderedDict, deque
 from typing import Deque, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+
+def addressKey(host: str) -> str:
+    """
+    The address under which attempts from C{host} are counted: an IPv4
+    address itself (also when it arrives as an IPv4-mapped IPv6 address),
+    an IPv6 address's /64 network, anything else (a UNIX socket's path) as
+    it is.
+
+    @param host: a peer's host, as its address reports it.
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+    return host
 
 
 class TooManyAttempts(Exception):
