@@ -312,7 +312,7 @@ def _serve(peerClass: type, port: int, cert: str, key: str, handler: Handler) ->
     original = factory.buildProtocol
 
     def build(addr: Any) -> Any:
-        peer = original(addr)
+        peer: Any = original(addr)
         peer.handler = handler
         return peer
 

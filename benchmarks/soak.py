@@ -98,7 +98,8 @@ class SoakHandler:
         # The asking connection is not part of the soak: no pushing to it.
         self.close(connectionId)
         gc.collect()
-        calls = [repr(c.func) for c in self.reactor.getDelayedCalls()]
+        # Twisted's DelayedCall has func; IDelayedCall does not promise it.
+        calls = [repr(getattr(c, "func", c)) for c in self.reactor.getDelayedCalls()]
         return {
             "messages": self.messages,
             "duplicates": self.duplicates,
