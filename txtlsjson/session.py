@@ -185,8 +185,9 @@ class Session:
         # Lines that arrived while a password check was waiting; None when
         # no check is waiting.
         self._held: Optional[List[Line]] = None
-        # How application messages are encoded: whole, until one carries a
-        # long string; from then on each is looked at for one, which costs
+        # How application messages are encoded: whole, until a line longer
+        # than LONG_STRING has been sent; from then on each message is
+        # looked at for a long string to encode as it is sent, which costs
         # a little on every message (see encodeLongMessage).
         self._encodeMessage: Callable[..., Union[bytes, PiecedLine]] = encodeMessageLine
 
