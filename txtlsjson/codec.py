@@ -499,10 +499,13 @@ def encodeLongMessage(obj: JSONObject, idKey: Optional[str] = None,
     @raise ReservedKeyError: as L{encodeMessageLine}.
     @raise InvalidOutgoingMessage: as L{encodeMessageLine}.
     """
-    if type(obj) is dict and RESERVED_KEYS.isdisjoint(obj):
+    if type(obj) is dict:
         for value in obj.values():
             if type(value) is str and len(value) >= LONG_STRING:
-                return _encodePieced(obj, idKey, ident)
+                # Reserved keys: encodeMessageLine refuses them, below.
+                if RESERVED_KEYS.isdisjoint(obj):
+                    return _encodePieced(obj, idKey, ident)
+                break
     return encodeMessageLine(obj, idKey, ident)
 
 
