@@ -371,11 +371,11 @@ class _BarePeer(Protocol, Channel):
 
     def connectionMade(self) -> None:
         _noDelay(self)
-        self._lines = LineBuffer(64 * 1024 * 1024)
+        self._lines = LineBuffer()
         self._waiting: Deque[Deferred[Dict[str, Any]]] = deque()
 
     def dataReceived(self, data: bytes) -> None:
-        for line in self._lines.feed(data):
+        for line in self._lines.feed(data, 64 * 1024 * 1024):
             obj = decodeLine(line)
             if "q" in obj:
                 result = self.handler.request(self, obj["q"])
@@ -429,7 +429,7 @@ class _BytesPeer(Protocol, Channel):
 
     def connectionMade(self) -> None:
         _noDelay(self)
-        self._lines = LineBuffer(64 * 1024 * 1024)
+        self._lines = LineBuffer()
         self._waiting: Deque[Deferred[Dict[str, Any]]] = deque()
         self._outgoing = OutgoingLines(self.transport.write,  # type: ignore[union-attr]
                                        256 * 1024 * 1024, self._slow)
@@ -439,7 +439,7 @@ class _BytesPeer(Protocol, Channel):
         raise error
 
     def dataReceived(self, data: bytes) -> None:
-        for line in self._lines.feed(data):
+        for line in self._lines.feed(data, 64 * 1024 * 1024):
             if self._waiting:
                 self._waiting.popleft().callback({"len": int(line)})
             else:

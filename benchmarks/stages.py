@@ -34,7 +34,8 @@ def measure(size: int) -> Dict[str, float]:
     """
     MB/s of each stage for a request carrying a string of C{size} bytes.
     """
-    from txtlsjson.codec import PiecedLine, decodeLine, encodeLongMessage, encodeMessageLine
+    from txtlsjson.codec import decodeLine, encodeMessageLine
+    from txtlsjson.pieced import PiecedLine, encodeLongMessage
     from txtlsjson.framing import LineBuffer
 
     request = {"op": "len", "data": "x" * size}
@@ -49,9 +50,9 @@ def measure(size: int) -> Dict[str, float]:
                 pass
 
     def frame() -> None:
-        buffer = LineBuffer(64 * 1024 * 1024)
+        buffer = LineBuffer()
         for piece in pieces:
-            buffer.feed(piece)
+            buffer.feed(piece, 64 * 1024 * 1024)
 
     megabytes = size / 1e6
     return {

@@ -290,10 +290,14 @@ async def test_silentServerTimesOut(pki: PKI) -> None:
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["request", "--port", "0", "{}"], "not a port number"),
-    (["request", "--port", "70000", "{}"], "not a port number"),
-    (["request", "--timeout", "0", "{}"], "not a number of seconds > 0"),
-    (["listen", "--reconnect-interval", "-1"], "not a number of seconds >= 0"),
+    (["request", "--port", "0", "{}"],
+     "argument --port: must be a port number from 1 to 65535, not '0'"),
+    (["request", "--port", "70000", "{}"], "argument --port: must be a port number"),
+    (["request", "--timeout", "0", "{}"], "argument --timeout: must be a number of seconds > 0"),
+    (["listen", "--reconnect-interval", "-1"],
+     "argument --reconnect-interval: must be a number of seconds >= 0"),
+    (["listen", "--reconnect-interval", "soon"],
+     "argument --reconnect-interval: must be a number of seconds >= 0, not 'soon'"),
     (["certs", "--days", "0"], "not a number of days >= 1"),
     (["certs", "--key-type", "dsa"], "invalid choice"),
 ])

@@ -396,7 +396,7 @@ def test_cancelWaitKeepsConnecting() -> None:
     first.addErrback(failures.append)
     first.cancel()
     assert failures[0].check(CancelledError)
-    assert t.client._waiting == [second]
+    assert len(t.client._waiting) == 1
     t.connector.succeed()
     assert second.called
 
@@ -415,4 +415,4 @@ def test_protocolObserversCancellable() -> None:
         d = observe()
         d.addErrback(lambda f: f.trap(CancelledError))
         d.cancel()
-        assert getattr(protocol, observers) == []
+        assert len(getattr(protocol, observers)) == 0

@@ -10,15 +10,9 @@ from typing import Any
 
 import pytest
 
-from txtlsjson.codec import (
-    MAX_SAFE_INTEGER,
-    decodeLine,
-    encodeLine,
-    encodeMessageLine,
-    isTruthy,
-    isValidId,
-)
+from txtlsjson.codec import decodeLine, encodeLine, encodeMessageLine
 from txtlsjson.errors import InvalidMessage, InvalidOutgoingMessage, ReservedKeyError
+from txtlsjson.wire import MAX_SAFE_INTEGER, isTruthy, isValidId
 
 
 def test_encodeAsJSONStringify() -> None:

@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 
 from txtlsjson import Server
 from txtlsjson.errors import (
+    AlreadyAnswered,
     AuthenticationTimeout,
     InvalidOutgoingMessage,
     NotConnected,
@@ -68,8 +69,8 @@ def test_closeExactlyOnce() -> None:
 
 def test_respondOnceOnly() -> None:
     """
-    C{res.send} answers once; a second call raises, naming the request, and
-    sends nothing.  An unsendable response raises and may be corrected.
+    C{res.send} answers once, now or later; a second call raises
+    L{AlreadyAnswered} and sends nothing.
     """
     clock = Clock()
     server, protocol, transport, events = serverWithConnection(clock)
@@ -77,13 +78,58 @@ def test_respondOnceOnly() -> None:
     server.on("request", lambda i, req, res: answers.append(res))
     protocol.dataReceived(b'{"q":1,"requestId":3}\n')
     res = answers[0]
-    with pytest.raises(InvalidOutgoingMessage):
-        res.send({"requestId": 9})
+    assert transport.value() == b""
     res.send({"a": 1})
     assert transport.value() == b'{"a":1,"responseId":3}\n'
-    with pytest.raises(TLSJSONError, match="^request 3 has been answered already$"):
+    with pytest.raises(AlreadyAnswered, match="^this request has been answered already$"):
         res.send({"a": 2})
     assert transport.value() == b'{"a":1,"responseId":3}\n'
+
+
+def test_respondTwiceAtOnce() -> None:
+    """
+    Two handlers that both answer at once: the first answer is sent, the
+    second raises in its handler, which is logged.
+    """
+    clock = Clock()
+    server, protocol, transport, events = serverWithConnection(clock)
+    raised: List[Any] = []
+
+    def second(i: int, req: Any, res: Any) -> None:
+        try:
+            res.send({"second": True})
+        except AlreadyAnswered as e:
+            raised.append(e)
+
+    server.on("request", lambda i, req, res: res.send({"first": True}))
+    server.on("request", second)
+    protocol.dataReceived(b'{"requestId":1}\n')
+    assert transport.value() == b'{"first":true,"responseId":1}\n'
+    assert len(raised) == 1
+
+
+@pytest.mark.parametrize("later", [False, True])
+def test_unsendableResponseReported(later: bool) -> None:
+    """
+    A response that cannot be sent -- now or later -- is reported as an
+    C{error} event naming the request, and nothing is sent: the same rule
+    as for a hook's result.
+    """
+    clock = Clock()
+    server, protocol, transport, events = serverWithConnection(clock)
+    answers: List[Any] = []
+    if later:
+        server.on("request", lambda i, req, res: answers.append(res))
+    else:
+        server.on("request", lambda i, req, res: res.send({"requestId": 9}))
+    protocol.dataReceived(b'{"q":1,"requestId":3}\n')
+    for res in answers:
+        res.send({"requestId": 9})
+    errors = [e for e in events if e[0] == "error"]
+    assert len(errors) == 1 and errors[0][1] == 0
+    assert isinstance(errors[0][2], InvalidOutgoingMessage)
+    assert "request 3" in str(errors[0][2]) and "reserved" in str(errors[0][2])
+    assert transport.value() == b""
 
 
 def test_respondAfterClose() -> None:

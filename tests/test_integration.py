@@ -334,7 +334,7 @@ async def test_bigMessagesPaced(server: Server, pki: PKI) -> None:
     few pieces of them at a time (not the whole ciphertext); a client that
     disconnects right after sending one still delivers it whole.  Each
     side's first such message is encoded whole, the later ones as they are
-    sent (see L{txtlsjson.codec.encodeLongMessage}).
+    sent (see L{txtlsjson.pieced.encodeLongMessage}).
     """
     size = 8 * 1024 * 1024
     await server.listen(0, "127.0.0.1")

@@ -1,6 +1,6 @@
 """
 Messages carrying a long string are encoded as they are sent, a piece at a
-time (L{txtlsjson.codec.PiecedLine}), once a connection has sent one long
+time (L{txtlsjson.pieced.PiecedLine}), once a connection has sent one long
 line: the bytes on the wire and the errors are those of the message encoded
 whole, with either codec.  In memory only; the integration and Node interop
 tests send such messages over real TLS.
@@ -15,8 +15,10 @@ from typing import Any, Callable, Iterator, List
 import pytest
 from twisted.internet.task import Clock
 
-from txtlsjson import codec, session
-from txtlsjson.codec import LONG_STRING, PiecedLine, encodeLongMessage, encodeMessageLine
+from txtlsjson import codec, pieced, session
+from txtlsjson.codec import encodeMessageLine
+from txtlsjson.pieced import LONG_STRING, PiecedLine, encodeLongMessage
+from txtlsjson.wire import REQUEST_ID, RESPONSE_ID
 from txtlsjson.errors import InvalidMessage, InvalidOutgoingMessage
 
 from .helpers import authenticatedClient, authenticatedServer
@@ -38,10 +40,10 @@ def smallPieces(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     """
     encodeAny, encodeString = CODECS[request.param]
     monkeypatch.setattr(codec, "_encodeAny", encodeAny)
-    monkeypatch.setattr(codec, "_encodeString", encodeString)
-    monkeypatch.setattr(codec, "LONG_STRING", 20)
+    monkeypatch.setattr(pieced, "encodeString", encodeString)
+    monkeypatch.setattr(pieced, "LONG_STRING", 20)
     monkeypatch.setattr(session, "LONG_STRING", 20)
-    monkeypatch.setattr(codec, "_STRING_PIECE", 7)
+    monkeypatch.setattr(pieced, "_STRING_PIECE", 7)
     return request.param  # type: ignore[no-any-return]
 
 
@@ -85,7 +87,7 @@ def test_piecedLinesIdentical(smallPieces: str) -> None:
         for index in range(rng.randint(1, 5)):
             key = rng.choice(STRINGS) + str(index)
             message[key] = longString(rng) if rng.random() < 0.5 else randomValue(rng)
-        idKey = rng.choice([None, codec.REQUEST_ID, codec.RESPONSE_ID])
+        idKey = rng.choice([None, REQUEST_ID, RESPONSE_ID])
         if smallPieces == "fast" and involvesKnownDifference(message):
             continue
         expected = outcome(encodeMessageLine, message, idKey, 42)
@@ -110,26 +112,26 @@ def test_withoutLongStringsWhole(smallPieces: str) -> None:
     short, is encoded whole, as bytes.
     """
     for message in [{"a": "short"}, {"nested": {"s": "x" * 50}}, {"list": ["x" * 50]}, {}]:
-        assert encodeLongMessage(message, codec.REQUEST_ID, 1) == encodeMessageLine(
-            message, codec.REQUEST_ID, 1)
+        assert encodeLongMessage(message, REQUEST_ID, 1) == encodeMessageLine(
+            message, REQUEST_ID, 1)
 
 
 def test_encodedAsSent(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     Making a L{PiecedLine} encodes its long string once, piece by piece, to
     measure it; its pieces are encoded again as they are asked for, each of
-    L{codec._STRING_PIECE} characters: 64 KiB of ASCII.
+    L{pieced._STRING_PIECE} characters: 64 KiB of ASCII.
     """
     encoded: List[int] = []
-    encodeString = codec._encodeString
+    encodeString = pieced.encodeString
 
     def counting(text: str) -> bytes:
         encoded.append(len(text))
         return encodeString(text)
 
-    monkeypatch.setattr(codec, "_encodeString", counting)
+    monkeypatch.setattr(pieced, "encodeString", counting)
     data = "x" * (LONG_STRING + 1000)
-    line = encodeLongMessage({"op": "len", "data": data}, codec.REQUEST_ID, 7)
+    line = encodeLongMessage({"op": "len", "data": data}, REQUEST_ID, 7)
     assert isinstance(line, PiecedLine)
     pieceCount = -(-len(data) // (64 * 1024))
     assert len(encoded) == pieceCount + 1  # the key, then each piece
@@ -141,7 +143,7 @@ def test_encodedAsSent(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(encoded) == 2 * pieceCount + 1
     assert rest[-1] == b'","requestId":7}\n'
     assert len(line) == len(data) + len(b'{"op":"len","data":"","requestId":7}\n')
-    assert bytes(line) == encodeMessageLine({"op": "len", "data": data}, codec.REQUEST_ID, 7)
+    assert bytes(line) == encodeMessageLine({"op": "len", "data": data}, REQUEST_ID, 7)
 
 
 def test_realSizes() -> None:
@@ -150,9 +152,9 @@ def test_realSizes() -> None:
     and escapes, two long strings in one message.
     """
     message = {"a": "x" * LONG_STRING, "n": 1, "b": "\u00e9\U0001f600\n\"" * (LONG_STRING // 4)}
-    line = encodeLongMessage(message, codec.RESPONSE_ID, 3)
+    line = encodeLongMessage(message, RESPONSE_ID, 3)
     assert isinstance(line, PiecedLine)
-    assert bytes(line) == encodeMessageLine(message, codec.RESPONSE_ID, 3)
+    assert bytes(line) == encodeMessageLine(message, RESPONSE_ID, 3)
     assert len(line) == len(bytes(line))
 
 

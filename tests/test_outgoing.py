@@ -9,6 +9,7 @@ from __future__ import annotations
 from io import BytesIO
 from typing import Any, List
 
+import pytest
 from twisted.internet.task import Clock
 
 from txtlsjson.errors import SlowConsumer
@@ -160,66 +161,88 @@ def test_closeSendsWhatWaits() -> None:
     assert transport.disconnecting
 
 
-def test_heldLinesWrittenTogether() -> None:
+def test_batchLinesWrittenTogether() -> None:
     """
-    Short lines given to C{holdLine} are collected until C{release()} and
-    then written in one piece, in order; C{writeLine} writes at once.
+    Short lines written during a C{batch} are collected and written in one
+    piece, in order, when it ends; outside a batch C{writeLine} writes at
+    once.
     """
     transport = FillingTransport(fillsUp=False)
     outgoing = transport.outgoing
-    for line in (b"a\n", b"b\n", b"c\n"):
-        outgoing.holdLine(line)
-    assert transport.written == [] and outgoing.waiting == 6
-    outgoing.release()
+    during: List[Any] = []
+
+    def deliver(line: bytes) -> None:
+        outgoing.writeLine(line)
+        during.append((list(transport.written), outgoing.waiting))
+
+    outgoing.batch(deliver, [b"a\n", b"b\n", b"c\n"])
+    assert during == [([], 2), ([], 4), ([], 6)]
     assert transport.written == [b"a\nb\nc\n"]
     outgoing.writeLine(b"d\n")
     assert transport.written == [b"a\nb\nc\n", b"d\n"]
 
 
-def test_heldLinesWrittenAtPieceSize() -> None:
+def test_batchLinesWrittenAtPieceSize() -> None:
     """
-    Held lines that reach the piece size are written at once, so what is
-    held stays bounded.
+    Lines collected in a batch that reach the piece size are written at
+    once, so what is held stays bounded; the batch goes on collecting.
     """
     transport = FillingTransport(fillsUp=False)
     outgoing = transport.outgoing
-    outgoing.holdLine(b"aaaa\n")
-    outgoing.holdLine(b"bbbb\n")
-    assert transport.written == [b"aaaa\nbbbb\n"]
-    outgoing.holdLine(b"c\n")
-    outgoing.release()
+    outgoing.batch(outgoing.writeLine, [b"aaaa\n", b"bbbb\n", b"c\n"])
     assert transport.written == [b"aaaa\nbbbb\n", b"c\n"]
 
 
-def test_longLineWhileHolding() -> None:
+def test_longLineInBatch() -> None:
     """
-    A long line written while holding goes after the lines held before it,
-    and the lines after it follow it.
+    A long line written in a batch goes after the lines collected before
+    it, and the lines after it follow it.
     """
     transport = FillingTransport()
     outgoing = transport.outgoing
-    outgoing.holdLine(b"a\n")
-    outgoing.holdLine(b"L" * 24 + b"\n")
-    outgoing.holdLine(b"b\n")
-    outgoing.release()
+    outgoing.batch(outgoing.writeLine, [b"a\n", b"L" * 24 + b"\n", b"b\n"])
     for _ in range(5):
         transport.drain()
     assert b"".join(transport.written) == b"a\n" + b"L" * 24 + b"\n" + b"b\n"
     assert transport.written[0] == b"a\n"
 
 
-def test_flushWritesHeldLines() -> None:
+def test_flushInBatch() -> None:
     """
-    L{OutgoingLines.flush} (a close) writes held lines too, after what was
-    waiting before them.
+    L{OutgoingLines.flush} (a close, by a handler in the middle of a batch)
+    writes the lines collected too, after what was waiting before them;
+    lines written after it in the batch are written at once.
     """
     transport = FillingTransport()
     outgoing = transport.outgoing
     outgoing.writeLine(b"x" * 25)
-    outgoing.holdLine(b"held\n")
-    outgoing.flush()
-    outgoing.release()
-    assert b"".join(transport.written) == b"x" * 25 + b"held\n"
+
+    def deliver(line: bytes) -> None:
+        outgoing.writeLine(line)
+        if line == b"held\n":
+            outgoing.flush()
+
+    outgoing.batch(deliver, [b"held\n", b"after\n"])
+    assert b"".join(transport.written) == b"x" * 25 + b"held\n" + b"after\n"
+
+
+def test_batchEndsOnError() -> None:
+    """
+    A delivery that raises ends the batch: what was collected is written,
+    and later writes go out at once.
+    """
+    transport = FillingTransport(fillsUp=False)
+    outgoing = transport.outgoing
+
+    def deliver(line: bytes) -> None:
+        outgoing.writeLine(line)
+        raise ZeroDivisionError()
+
+    with pytest.raises(ZeroDivisionError):
+        outgoing.batch(deliver, [b"a\n", b"b\n"])
+    assert transport.written == [b"a\n"]
+    outgoing.writeLine(b"c\n")
+    assert transport.written == [b"a\n", b"c\n"]
 
 
 def test_batchAnsweredInOneWrite() -> None:

@@ -15,9 +15,10 @@ import pytest_twisted
 from twisted.python import usage
 
 from txtlsjson import Client, Server
-from txtlsjson.handler import EchoHandler, HandlerError, loadHandler
-from txtlsjson.password import PASSWORD_ENVIRONMENT_VARIABLE, PasswordError, loadPassword
-from txtlsjson.service import ListenFailed, TLSJSONService
+from txtlsjson.errors import HandlerError, ListenFailed, PasswordError
+from txtlsjson.handler import EchoHandler, loadHandler
+from txtlsjson.password import PASSWORD_ENVIRONMENT_VARIABLE, loadPassword
+from txtlsjson.service import TLSJSONService
 from txtlsjson.tap import Options, makeService
 
 from .conftest import PKI
@@ -86,16 +87,23 @@ def test_devDefaults() -> None:
     ((), "nowhere to listen"),
     (("--port", "8888"), "--port needs --cert FILE and --key FILE"),
     (("--port", "8888", "--cert", "c"), "--port needs --cert FILE and --key FILE"),
-    (("--port", "0x"), "invalid literal"),
-    (("--port", "70000", "--cert", "c", "--key", "k"), "not a port number"),
-    (("--port", "-1", "--cert", "c", "--key", "k"), "not a port number"),
+    (("--port", "0x"), r"--port must be a port number from 0 to 65535 \(0 picks a free one\), "
+                       "not '0x'"),
+    (("--port", "70000", "--cert", "c", "--key", "k"), "--port must be a port number"),
+    (("--port", "-1", "--cert", "c", "--key", "k"), "--port must be a port number"),
     (("--listen", "tcp:1", "--cert", "c"), "go with --port"),
-    (("--listen", "tcp:1", "--request-timeout", "-1"), "not a number of seconds"),
-    (("--listen", "tcp:1", "--request-timeout", "soon"), "could not convert"),
-    (("--listen", "tcp:1", "--keepalive-timeout", "0"), "--keepalive-timeout must be > 0"),
-    (("--listen", "tcp:1", "--max-line-length", "0"), "not a positive number"),
-    (("--listen", "tcp:1", "--max-buffered-bytes", "-5"), "not a number of bytes"),
-    (("--listen", "tcp:1", "--auth-failure-delay", "-1"), "not a number of seconds"),
+    (("--listen", "tcp:1", "--request-timeout", "-1"),
+     "--request-timeout must be a number of seconds >= 0, not -1.0"),
+    (("--listen", "tcp:1", "--request-timeout", "soon"),
+     "--request-timeout must be a number of seconds >= 0, not 'soon'"),
+    (("--listen", "tcp:1", "--keepalive-timeout", "0"),
+     "--keepalive-timeout must be > 0 when --keepalive-interval is set"),
+    (("--listen", "tcp:1", "--max-line-length", "0"),
+     "--max-line-length must be a number of bytes >= 1"),
+    (("--listen", "tcp:1", "--max-buffered-bytes", "-5"),
+     "--max-buffered-bytes must be a number of bytes >= 0"),
+    (("--listen", "tcp:1", "--auth-failure-delay", "-1"),
+     "--auth-failure-delay must be a number of seconds >= 0"),
     (("--listen", "tcp:1", "--password", "hunter2"), "never taken on the command line"),
 ])
 def test_usageErrors(argv: Any, message: str) -> None:

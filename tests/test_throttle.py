@@ -12,9 +12,9 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
 
-from txtlsjson.errors import AuthenticationFailed, InvalidMessage, SlowConsumer
+from txtlsjson.errors import AuthenticationFailed, InvalidMessage, SlowConsumer, TooManyAttempts
 from txtlsjson.protocol import TLSJSONServerFactory
-from txtlsjson.throttle import AuthenticationThrottle, TooManyAttempts, addressKey
+from txtlsjson.throttle import AuthenticationThrottle, addressKey
 
 from .helpers import authenticatedClient, authenticatedServer, connectProtocol
 

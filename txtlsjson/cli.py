@@ -18,7 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Callable, List, NoReturn, Optional, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Callable, List, NoReturn, Optional, Sequence, TextIO
+
+from txtlsjson.errors import CommandError, InvalidSetting
+from txtlsjson.settings import POSITIVE_SECONDS, PORT, SECONDS, ClientSettings, Kind
+
+if TYPE_CHECKING:
+    from txtlsjson.client import Client
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -29,29 +35,18 @@ EXIT_TIMEOUT = 5
 EXIT_BAD_INPUT = 6
 
 
-class CommandError(Exception):
+def _argument(kind: Kind) -> Callable[[str], Any]:
     """
-    Ends the command with a one-line message and an exit code.
+    An argparse C{type} reading a value as the settings' C{kind} does
+    (argparse's message names the option).
     """
+    def parse(text: str) -> Any:
+        try:
+            return kind.fromString("", text)
+        except InvalidSetting:
+            raise argparse.ArgumentTypeError(kind.complaint(text)) from None
 
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _port(value: str) -> int:
-    number = int(value)
-    if not 0 < number < 65536:
-        raise argparse.ArgumentTypeError(f"{value} is not a port number (1-65535)")
-    return number
-
-
-def _seconds(value: str, allowZero: bool = False) -> float:
-    number = float(value)
-    if not (number >= 0 if allowZero else number > 0):
-        raise argparse.ArgumentTypeError(
-            f"{value} is not a number of seconds {'>= 0' if allowZero else '> 0'}")
-    return number
+    return parse
 
 
 def _days(value: str) -> int:
@@ -72,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
 
     def connection(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--host", default="localhost", help="server host (default: localhost)")
-        sub.add_argument("--port", type=_port, default=8888, help="server port (default: 8888)")
+        sub.add_argument("--port", type=_argument(PORT), default=8888,
+                         help="server port (default: 8888)")
         sub.add_argument("--ca", action="append", metavar="PEM",
                          help="CA certificate(s) to trust (repeatable; default: the system's)")
         sub.add_argument("--server-name", metavar="NAME",
@@ -81,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--client-key", metavar="PEM", help="its key (default: in --client-cert)")
         sub.add_argument("--password-file", metavar="FILE",
                          help="file holding the password (default: $TLSJSON_PASSWORD)")
-        sub.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS",
+        sub.add_argument("--timeout", type=_argument(POSITIVE_SECONDS),
+                         default=ClientSettings().requestTimeout, metavar="SECONDS",
                          help="connect and request timeout (default: 10)")
 
     request = commands.add_parser(
@@ -96,7 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     listen = commands.add_parser(
         "listen", help="stay connected (reconnecting) and print each message as a JSON line")
     connection(listen)
-    listen.add_argument("--reconnect-interval", type=lambda v: _seconds(v, allowZero=True),
+    # A listener is meant to stay: unlike a Client's default (never), it
+    # reconnects.
+    listen.add_argument("--reconnect-interval", type=_argument(SECONDS),
                         default=2.0, metavar="SECONDS",
                         help="seconds between reconnection attempts (default: 2)")
 
@@ -193,7 +192,8 @@ async def _run(reactor: Any, args: argparse.Namespace, stdin: TextIO, out: TextI
     from twisted.internet.defer import TimeoutError as DeferredTimeout
 
     from txtlsjson.client import Client
-    from txtlsjson.password import PasswordError, loadPassword
+    from txtlsjson.errors import PasswordError
+    from txtlsjson.password import loadPassword
     from txtlsjson.tls import clientTLSOptions
 
     try:
@@ -238,7 +238,7 @@ async def _run(reactor: Any, args: argparse.Namespace, stdin: TextIO, out: TextI
     return EXIT_OK
 
 
-async def _listen(reactor: Any, client: Any, args: argparse.Namespace,
+async def _listen(reactor: Any, client: "Client", args: argparse.Namespace,
                   printLine: Callable[[Any], None]) -> int:
     """
     Print messages until interrupted (SIGINT/SIGTERM), reconnecting as
@@ -251,7 +251,7 @@ async def _listen(reactor: Any, client: Any, args: argparse.Namespace,
     def stop() -> "Deferred[None]":
         if not stopped.called:
             stopped.callback(EXIT_OK)
-        return client.disconnect()  # type: ignore[no-any-return]
+        return client.disconnect()
 
     reactor.addSystemEventTrigger("before", "shutdown", stop)
     client.on("message", printLine)
@@ -274,7 +274,7 @@ def _note(text: str) -> None:
 
 def main(argv: Optional[Sequence[str]] = None, stdin: TextIO = sys.stdin,
          out: TextIO = sys.stdout, err: TextIO = sys.stderr,
-         exit: Callable[[int], NoReturn] = sys.exit) -> None:  # type: ignore[assignment]
+         exit: Callable[[int], NoReturn] = sys.exit) -> None:
     """
     Run the C{tlsjson} command.
     """
@@ -303,12 +303,12 @@ def main(argv: Optional[Sequence[str]] = None, stdin: TextIO = sys.stdin,
             code = error.code if isinstance(error, CommandError) else _exitCodeFor(error)
             err.write(f"tlsjson: {error}\n")
             outcome.append(code)
-        if reactor.running:  # type: ignore[attr-defined]
-            reactor.stop()  # type: ignore[attr-defined]
+        if reactor.running:
+            reactor.stop()
 
     def start() -> None:
         ensureDeferred(_run(reactor, args, stdin, out)).addBoth(finish)
 
-    reactor.callWhenRunning(start)  # type: ignore[attr-defined]
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.callWhenRunning(start)
+    reactor.run()
     exit(outcome[0] if outcome else EXIT_ERROR)

@@ -15,16 +15,20 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IConnector, IReactorTime
 from twisted.python.failure import Failure
 
-from txtlsjson.codec import JSONObject
-from txtlsjson.errors import AuthenticationFailed, ConnectionFailed, NotConnected, TLSJSONError
-from txtlsjson.events import EventEmitter, Responder, sendOrReport, unexpectedEnd
-from txtlsjson.protocol import (
-    DEFAULT_MAX_BUFFERED_BYTES,
-    DEFAULT_MAX_LINE_LENGTH,
-    TLSJSONClientFactory,
-    TLSJSONClientProtocol,
+from txtlsjson.answers import Responder
+from txtlsjson.errors import (
+    AuthenticationFailed,
+    ConnectionFailed,
+    InvalidSetting,
+    NotConnected,
+    TLSJSONError,
 )
+from txtlsjson.events import EventEmitter, sendOrReport, unexpectedEnd
+from txtlsjson.observers import Observers
+from txtlsjson.protocol import TLSJSONClientFactory, TLSJSONClientProtocol
+from txtlsjson.settings import PORT, ClientSettings
 from txtlsjson.tls import PathLike, clientTLSOptions
+from txtlsjson.wire import JSONObject
 
 
 class ClientState(Enum):
@@ -56,9 +60,10 @@ class _ClientProtocol(TLSJSONClientProtocol):
     def messageReceived(self, message: JSONObject) -> None:
         self.factory.owner.emit("message", message)
 
-    def sessionRequest(self, requestId: int, request: JSONObject) -> None:
-        owner = self.factory.owner
-        owner.emit("request", request, Responder(self, requestId))
+    def requestReceived(self, request: JSONObject) -> Any:
+        res = Responder()
+        self.factory.owner.emit("request", request, res)
+        return res.result()
 
     def errorReceived(self, error: TLSJSONError) -> None:
         self.factory.owner._error(error)
@@ -70,8 +75,9 @@ class _ClientProtocol(TLSJSONClientProtocol):
 class _ClientFactory(TLSJSONClientFactory):
     protocol = _ClientProtocol
 
-    def __init__(self, owner: "Client", password: str, **kwargs: Any) -> None:
-        super().__init__(password, **kwargs)
+    def __init__(self, owner: "Client", password: str, settings: ClientSettings,
+                 reactor: Optional[IReactorTime]) -> None:
+        super().__init__(password, settings, reactor=reactor)
         self.owner = owner
 
     def startedConnecting(self, connector: IConnector) -> None:
@@ -83,7 +89,7 @@ class _ClientFactory(TLSJSONClientFactory):
 
     def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
         self.owner._attemptFailed(reason)
-        super().clientConnectionFailed(connector, reason)
+        super().clientConnectionFailed(connector, reason)  # type: ignore[no-untyped-call]
 
 
 class Client(EventEmitter):
@@ -94,7 +100,8 @@ class Client(EventEmitter):
       - C{authenticated()}: the server accepted the password (once per
         connection).
       - C{message(message)}: an application message from the server.
-      - C{request(request, res)}: a request; answer with C{res.send(obj)}.
+      - C{request(request, res)}: a request; answer with C{res.send(obj)},
+        now or later, once (see L{txtlsjson.answers}).
       - C{close()}: the connection is gone.  While reconnecting, failed
         attempts emit no C{close} (and refused connections no C{error})
         until a connection is made again.
@@ -105,6 +112,7 @@ class Client(EventEmitter):
     not start working by itself.
 
     @ivar factory: the L{TLSJSONClientFactory} underneath.
+    @ivar settings: the L{ClientSettings}.
     @ivar state: the L{ClientState}.
     """
 
@@ -121,14 +129,10 @@ class Client(EventEmitter):
         clientCertificate: Optional[PathLike] = None,
         clientKey: Optional[PathLike] = None,
         tlsOptions: Any = None,
-        reconnectInterval: float = 0.0,
-        requestTimeout: float = 10.0,
-        idleTimeout: float = 30.0,
-        connectTimeout: float = 30.0,
         bindAddress: Optional[Tuple[str, int]] = None,
-        maxLineLength: int = DEFAULT_MAX_LINE_LENGTH,
-        maxBufferedBytes: int = DEFAULT_MAX_BUFFERED_BYTES,
+        settings: Optional[ClientSettings] = None,
         reactor: Optional[IReactorTime] = None,
+        **overrides: Any,
     ) -> None:
         """
         @param host: the server's host name or address.  The server
@@ -142,39 +146,31 @@ class Client(EventEmitter):
         @param tlsOptions: instead of C{ca} and the client certificate, any
             Twisted client connection creator (e.g. from
             L{txtlsjson.tls.clientTLSOptions} with another host name).
-        @param reconnectInterval: seconds between reconnection attempts;
-            C{0} never reconnects.
-        @param requestTimeout: seconds a request waits for its response.
-        @param idleTimeout: seconds of silence after which the server is
-            taken for dead (C{0}: never).
-        @param connectTimeout: seconds a TCP connection attempt may take.
         @param bindAddress: the local (host, port) to connect from, if not
             the system's choice.
-        @param maxLineLength: the longest message in bytes.
-        @param maxBufferedBytes: how much may wait for a server that stopped
-            reading before the connection is dropped (C{0}: no limit).
+        @param settings: the L{ClientSettings}; the defaults if L{None}.
         @param reactor: the reactor; the global one by default.
+        @param overrides: settings by name, replacing those of C{settings}:
+            C{Client(host, port, password, reconnectInterval=2)}.
         @raise TLSConfigurationError: if a file is missing or invalid.
+        @raise InvalidSetting: for a bad host, port or password, an unknown
+            setting or a value out of range.
         """
         super().__init__()
         if not isinstance(host, str) or not host:
-            raise ValueError(f"host must be a non-empty string, not {host!r}")
-        if not isinstance(port, int) or not 0 < port < 65536:
-            raise ValueError(f"port must be an integer from 1 to 65535, not {port!r}")
+            raise InvalidSetting(f"host must be a non-empty string, not {host!r}")
+        PORT.check("port", port)
+        self.settings = ClientSettings.fromOverrides(settings, overrides)
         if tlsOptions is None:
             tlsOptions = clientTLSOptions(host, ca, clientCertificate, clientKey)
         self.host = host
         self.port = port
         self._tlsOptions = tlsOptions
-        self._connectTimeout = connectTimeout
         self._bindAddress = bindAddress
-        self.factory = _ClientFactory(
-            self, password, reconnectInterval=reconnectInterval,
-            requestTimeout=requestTimeout, idleTimeout=idleTimeout,
-            maxLineLength=maxLineLength, maxBufferedBytes=maxBufferedBytes, reactor=reactor)
+        self.factory = _ClientFactory(self, password, self.settings, reactor)
         self._reactor: Any = self.factory.clock
         self.state = ClientState.IDLE
-        self._waiting: List[Deferred[None]] = []
+        self._waiting: Observers[None] = Observers()
 
     # -- the connection's life -------------------------------------------
 
@@ -193,28 +189,22 @@ class Client(EventEmitter):
             factory.delay = factory.initialDelay
             self.state = ClientState.CONNECTING
             self._reactor.connectSSL(self.host, self.port, factory, self._tlsOptions,
-                                     timeout=self._connectTimeout,
+                                     timeout=self.settings.connectTimeout,
                                      bindAddress=self._bindAddress)
         return self.whenAuthenticated()
 
     def whenAuthenticated(self) -> "Deferred[None]":
         """
         @return: a new Deferred that fires when the client is authenticated
-            (at once if it is), failing as L{connect}'s does.  Cancelling it
-            stops the wait, not the connecting (see L{disconnect}).
+            and its C{authenticated} handlers have run (at once if it is),
+            failing as L{connect}'s does.  Cancelling it stops the wait, not
+            the connecting (see L{disconnect}).
         """
         if self.isAuthenticated:
             return succeed(None)
         if self.state is ClientState.IDLE or self.state is ClientState.DISCONNECTING:
             return fail(NotConnected("not connecting; call connect()"))
-        d: Deferred[None] = Deferred(self._stopWaiting)
-        self._waiting.append(d)
-        return d
-
-    def _stopWaiting(self, d: "Deferred[None]") -> None:
-        # Cancelling the wait leaves the client connecting.
-        if d in self._waiting:
-            self._waiting.remove(d)
+        return self._waiting.whenFired()
 
     def disconnect(self) -> "Deferred[None]":
         """
@@ -225,7 +215,7 @@ class Client(EventEmitter):
         """
         self.state = ClientState.DISCONNECTING
         self.factory.stopTrying()
-        self._failWaiting(NotConnected("client disconnected before it authenticated"))
+        self._waiting.fail(NotConnected("client disconnected before it authenticated"))
         protocol = self.factory.client
         closed = protocol.close() if protocol is not None else succeed(None)
 
@@ -289,15 +279,15 @@ class Client(EventEmitter):
         self._afterLoss(error)
 
     def _authenticated(self) -> None:
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.callback(None)
+        # Handlers first: what awaits connect() finds them done, as a Node
+        # user expects (there, connect resolves in the same emit).
         self.emit("authenticated")
+        self._waiting.fire(None)
 
     def _error(self, error: TLSJSONError) -> None:
         self.emit("error", error)
         if isinstance(error, AuthenticationFailed):
-            self._failWaiting(error)
+            self._waiting.fail(error)
 
     def _connectionLost(self, protocol: TLSJSONClientProtocol, reason: Failure) -> None:
         disconnecting = self.state is ClientState.DISCONNECTING
@@ -316,9 +306,4 @@ class Client(EventEmitter):
             self.state = ClientState.RECONNECTING
         else:
             self.state = ClientState.IDLE
-            self._failWaiting(error)
-
-    def _failWaiting(self, error: Exception) -> None:
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.errback(error)
+            self._waiting.fail(error)

@@ -1,5 +1,5 @@
 """
-JSON encoding and decoding of single wire messages, free of I/O.
+The JSON backend: one wire message encoded and decoded, free of I/O.
 
 The Node.js peer writes C{JSON.stringify(obj) + "\\n"}: compact JSON, UTF-8,
 non-ASCII characters unescaped.  This module produces exactly those bytes,
@@ -13,44 +13,29 @@ it is faster -- used when installed unless C{TXTLSJSON_CODEC=json}.
 Wherever they could differ, the standard library decides (see L{CODEC}).
 
 Big messages are touched as few times as possible: every pass over a 16 MiB
-line costs more than the whole of a small one.
+line costs more than the whole of a small one.  What the wire's keys mean
+lives in L{txtlsjson.wire}; long strings encoded as they are sent, in
+L{txtlsjson.pieced}.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
 import sys
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, Union
+from types import ModuleType
+from typing import Any, Callable, Optional, Tuple, Type
 
 from txtlsjson.errors import InvalidMessage, InvalidOutgoingMessage, ReservedKeyError
-
-JSONObject = Dict[str, Any]
-Line = Union[bytes, bytearray]
-
-REQUEST_ID = "requestId"
-RESPONSE_ID = "responseId"
-PING = "__ping"
-PONG = "__pong"
-
-#: Keys the protocol gives a meaning to; an application object carrying one
-#: of them would be misread by the peer.
-RESERVED_KEYS = frozenset((REQUEST_ID, RESPONSE_ID, PING, PONG))
-
-#: The largest id a JavaScript peer can hold exactly (C{Number.MAX_SAFE_INTEGER}).
-MAX_SAFE_INTEGER = 2**53 - 1
-
-#: The deepest nesting of arrays and objects accepted in a received line:
-#: orjson's own limit, which the standard library path enforces too (its own
-#: limit would depend on the call stack in use).
-MAX_NESTING = 1024
+from txtlsjson.wire import MAX_NESTING, RESERVED_KEYS, IncomingLine, JSONObject
 
 _brackets = re.compile(rb"[\[\]{}]").finditer
 _strings = re.compile(rb'"(?:[^"\\]|\\.)*"').sub
 
 
-def _measureNesting(line: Line) -> None:
+def _measureNesting(line: IncomingLine) -> None:
     """
     Raise L{InvalidMessage} if C{line} nests deeper than L{MAX_NESTING}
     (brackets inside strings do not count).
@@ -89,7 +74,7 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
-def _decodeStandard(line: Line, brackets: int = 0) -> Any:
+def _decodeStandard(line: IncomingLine, brackets: int = 0) -> Any:
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -114,14 +99,14 @@ def _notAnObject(obj: Any) -> InvalidMessage:
     return InvalidMessage(f"line is {_describe(obj)}, not a JSON object")
 
 
-def _decodeLineStandard(line: Line) -> JSONObject:
+def _decodeLineStandard(line: IncomingLine) -> JSONObject:
     brackets = line.count(b"[") + line.count(b"{")
     if brackets > MAX_NESTING:
         _measureNesting(line)
-    obj = _decodeStandard(line, brackets)
+    obj: JSONObject = _decodeStandard(line, brackets)
     if type(obj) is not dict:
         raise _notAnObject(obj)
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 def _encodeStandard(obj: Any) -> bytes:
@@ -138,8 +123,20 @@ def _encodeStandard(obj: Any) -> bytes:
             "message contains a lone surrogate, which is not valid UTF-8") from None
 
 
-_decodeLine: Callable[[Line], JSONObject] = _decodeLineStandard
+_decodeLine: Callable[[IncomingLine], JSONObject] = _decodeLineStandard
 _encodeAny: Callable[[Any], bytes] = _encodeStandard
+
+
+def _optional(name: str) -> Optional[ModuleType]:
+    """
+    The module C{name} of the C{fast} extra, or L{None} where it is not
+    installed.
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
 
 #: The codec in use: C{"json"} (the standard library) or the fast libraries
 #: of the C{fast} extra that are installed, C{"orjson+msgspec"} with both:
@@ -152,15 +149,9 @@ _encodeAny: Callable[[Any], bytes] = _encodeStandard
 #: C{TXTLSJSON_CODEC=json} to use the standard library anyway.
 CODEC = "json"
 
-try:
-    import orjson
-except ImportError:  # the standard library encodes
-    orjson = None  # type: ignore[assignment]
-
-try:
-    import msgspec
-except ImportError:  # orjson, or the standard library, decodes every line
-    msgspec = None  # type: ignore[assignment]
+# Without orjson the standard library encodes; without either, it decodes.
+orjson = _optional("orjson")
+msgspec = _optional("msgspec")
 
 #: Above this size a line or an encoded message is checked through the
 #: object (cheap when it is a flat dict, as big messages usually are) rather
@@ -169,18 +160,17 @@ _BIG = 64 * 1024
 
 #: With both fast libraries, lines from L{_BIG} up to this size are decoded
 #: by orjson, all others by msgspec.  msgspec needs no check of what it
-#: decodes, which makes a short line twice as cheap (256 against 623 ns for
-#: a 100-byte request).  For long lines the two cost the same per byte in
+#: decodes, which makes a short line about twice as cheap (figures in
+#: C{benchmarks/RESULTS.rst}).  For long lines the two cost the same per byte in
 #: isolation, but orjson takes scratch memory of about twelve times the
 #: line, and that decides which is faster in a running server:
 #:   - below this size, freeing that scratch raises glibc's threshold for
 #:     keeping freed memory, so the memory of one line is reused for the
 #:     next; msgspec alone leaves the heap small, glibc hands the memory
-#:     back to the kernel after every line and the next faults it in again
-#:     (1 MiB requests: 480 page faults each and 20% slower);
+#:     back to the kernel after every line and the next faults it in again;
 #:   - from about 2.7 MiB the scratch exceeds the 32 MiB glibc ever keeps,
 #:     every line maps fresh memory that the kernel zeroes page by page,
-#:     and orjson's cost per byte triples (16 MiB: 13-15 ms, msgspec 4.8).
+#:     and orjson's cost per byte triples where msgspec's does not.
 _HUGE_LINE = 2 * 1024 * 1024
 
 if msgspec is not None:
@@ -191,17 +181,17 @@ if msgspec is not None:
     # library, which decides and says why.
     _MsgspecDecodeErrors = (msgspec.DecodeError, ValueError, RecursionError)
 
-    def _decodeLineMsgspec(line: Line) -> JSONObject:
+    def _decodeLineMsgspec(line: IncomingLine) -> JSONObject:
         # What msgspec decodes, the standard library decodes alike: integers
         # of any size exactly, floats correctly rounded, NaN and Infinity
         # refused.  No check is needed.
         try:
-            obj = _msgspecDecode(line)
+            obj: JSONObject = _msgspecDecode(line)
         except _MsgspecDecodeErrors:
             return _decodeLineStandard(line)
         if type(obj) is not dict:
             raise _notAnObject(obj)
-        return obj  # type: ignore[no-any-return]
+        return obj
 
 if orjson is not None:
     _orjsonLoads = orjson.loads
@@ -243,7 +233,8 @@ if orjson is not None:
         scalars = _scalars
         return type(obj) is dict and all(type(v) in scalars for v in obj.values())
 
-    def _decodeLineOrjson(line: Line) -> JSONObject:
+    def _decodeLineOrjson(line: IncomingLine) -> JSONObject:
+        obj: JSONObject
         if len(line) < _BIG:
             if line.translate(_digitTable).find(_nineteenDigits) != -1:
                 return _decodeLineStandard(line)
@@ -262,7 +253,7 @@ if orjson is not None:
                 return _decodeLineStandard(line)
         if type(obj) is not dict:
             raise _notAnObject(obj)
-        return obj  # type: ignore[no-any-return]
+        return obj
 
     def _encodeFast(obj: Any) -> bytes:
         try:
@@ -273,22 +264,22 @@ if orjson is not None:
             return _encodeStandard(obj)
         return data
 
-_decodeLineFast: Optional[Callable[[Line], JSONObject]] = None
+_decodeLineFast: Optional[Callable[[IncomingLine], JSONObject]] = None
 if orjson is not None and msgspec is not None:
 
-    def _decodeLineFast(line: Line) -> JSONObject:
+    def _decodeLineFast(line: IncomingLine) -> JSONObject:
         # Each line to the faster of the two, by its size: see _HUGE_LINE.
         # _decodeLineMsgspec's body is repeated here rather than called: the
-        # call would add about 70 ns, a quarter of a short line's cost.
+        # call would cost a quarter of a short line's decoding (RESULTS.rst).
         if _BIG <= len(line) < _HUGE_LINE:
             return _decodeLineOrjson(line)
         try:
-            obj = _msgspecDecode(line)
+            obj: JSONObject = _msgspecDecode(line)
         except _MsgspecDecodeErrors:
             return _decodeLineStandard(line)
         if type(obj) is not dict:
             raise _notAnObject(obj)
-        return obj  # type: ignore[no-any-return]
+        return obj
 
 elif orjson is not None:
     _decodeLineFast = _decodeLineOrjson
@@ -367,164 +358,38 @@ def encodeMessageLine(obj: JSONObject, idKey: Optional[str] = None, ident: int =
     return _encodeAny(obj)
 
 
-#: A string value of a message this long or longer (in characters) makes
-#: L{encodeLongMessage} encode it as it is sent (see L{PiecedLine}).
-LONG_STRING = 2 * 1024 * 1024
+def encodeValue(value: Any) -> bytes:
+    """
+    Encode any JSON value with the codec in use, as L{encodeLine} does but
+    without its checks: for the pieces of a line that L{txtlsjson.pieced}
+    puts together.
 
-#: Characters of a long string encoded at a time: pieces of 64 KiB when the
-#: string is ASCII, the size L{txtlsjson.outgoing} hands to TLS.
-_STRING_PIECE = 64 * 1024
-
-
-_encodeBasestring = json.encoder.encode_basestring  # type: ignore[attr-defined]
+    @return: the compact JSON encoding and a newline.
+    @raise InvalidOutgoingMessage: as L{encodeLine}.
+    """
+    return _encodeAny(value)
 
 
 def _encodeStringStandard(text: str) -> bytes:
-    return _encodeBasestring(text).encode("utf-8")[1:-1]  # type: ignore[no-any-return]
+    encoded: str = json.encoder.encode_basestring(text)
+    return encoded.encode("utf-8")[1:-1]
 
 
-_encodeString: Callable[[str], bytes] = _encodeStringStandard
-#: What encoding a string may raise, with either codec.
-_StringErrors: Tuple[Type[Exception], ...] = (UnicodeEncodeError,)
+encodeString: Callable[[str], bytes] = _encodeStringStandard
+encodeString.__doc__ = """
+    The JSON encoding of a string, without its quotes, with the codec in use.
+
+    @raise UnicodeEncodeError: for a lone surrogate (see L{STRING_ERRORS}).
+    """
+
+#: What L{encodeString} may raise, with either codec.
+STRING_ERRORS: Tuple[Type[Exception], ...] = (UnicodeEncodeError,)
 if orjson is not None:
 
     def _encodeStringFast(text: str) -> bytes:
-        return _orjsonDumps(text)[1:-1]  # type: ignore[no-any-return]
+        encoded: bytes = _orjsonDumps(text)
+        return encoded[1:-1]
 
-    _StringErrors = (UnicodeEncodeError, _OrjsonEncodeError)
+    STRING_ERRORS = (UnicodeEncodeError, _OrjsonEncodeError)
     if _encodeAny is _encodeFast:
-        _encodeString = _encodeStringFast
-
-
-def _stringPieces(text: str) -> Iterator[bytes]:
-    """
-    The JSON encoding of C{text}, without its quotes, in pieces of
-    L{_STRING_PIECE} characters.
-    """
-    for start in range(0, len(text), _STRING_PIECE):
-        yield _encodeString(text[start:start + _STRING_PIECE])
-
-
-class PiecedLine:
-    """
-    An encoded line whose long strings are encoded only as the line is sent,
-    a piece at a time: it never exists whole, and sending it can start at
-    once.  Its length is known exactly (each long string was encoded once,
-    piece by piece, to measure it and to find what cannot be encoded).
-
-    @ivar length: the length of the line, in bytes; also C{len(line)}.
-    """
-
-    __slots__ = ("_parts", "length")
-
-    def __init__(self, parts: List[Union[bytes, str]], length: int) -> None:
-        """
-        @param parts: encoded bytes, and the long strings to encode between
-            them (without their quotes, which the bytes hold).
-        @param length: the length of the whole line.
-        """
-        self._parts = parts
-        self.length = length
-
-    def __len__(self) -> int:
-        return self.length
-
-    def pieces(self) -> Iterator[bytes]:
-        """
-        @return: the line's bytes in order, encoding the long strings as
-            they are asked for.
-        """
-        for part in self._parts:
-            if type(part) is bytes:
-                yield part
-            else:
-                yield from _stringPieces(part)  # type: ignore[arg-type]
-
-    def __bytes__(self) -> bytes:
-        return b"".join(self.pieces())
-
-
-def _encodePieced(obj: JSONObject, idKey: Optional[str], ident: int) -> Union[bytes, PiecedLine]:
-    """
-    L{encodeMessageLine}'s line for a dict with a long string among its
-    values, as a L{PiecedLine}: the other values are encoded together now,
-    with the id appended to the last of them.
-    """
-    parts: List[Union[bytes, str]] = []
-    length = 0
-    before = b"{"  # what goes before the next value's key
-    run: JSONObject = {}  # values encoded together, up to a long string
-    try:
-        for key, value in obj.items():
-            if type(value) is not str or len(value) < LONG_STRING or type(key) is not str:
-                run[key] = value
-                continue
-            if run:
-                before += _encodeAny(run)[1:-2] + b","
-                run = {}
-            before += b'"' + _encodeString(key) + b'":"'
-            parts += (before, value)
-            length += len(before) + sum(map(len, _stringPieces(value)))
-            before = b'",'
-        if idKey is not None:
-            run[idKey] = ident
-        last = before + _encodeAny(run)[1:-2] + b"}\n" if run else b'"}\n'
-    except (InvalidOutgoingMessage,) + _StringErrors:
-        # The line encoded whole says why it cannot be encoded.
-        return encodeMessageLine(obj, idKey, ident)
-    parts.append(last)
-    return PiecedLine(parts, length + len(last))
-
-
-def encodeLongMessage(obj: JSONObject, idKey: Optional[str] = None,
-                      ident: int = 0) -> Union[bytes, PiecedLine]:
-    """
-    L{encodeMessageLine}, but a message with a string of L{LONG_STRING}
-    characters or more among its values becomes a L{PiecedLine}, which
-    encodes that string as it is sent.  Its bytes are those of the message
-    encoded whole -- with the fast codec, but for the notation of a float
-    (see L{CODEC}), as the fast codec may hand part of a message rather
-    than all of it to the standard library.
-
-    Encoded whole, such a message costs more per byte than a short one: the
-    fast codec takes scratch memory of many times the string, more than the
-    C library keeps for reuse, so every page of it is a page fault; the
-    line goes through memory once more to be sent; and sending starts only
-    once all of it is encoded.  Pieced, 16 MiB requests went from 358 to
-    427 MB/s in the benchmark suite (medians of five paired runs).  The
-    price is a look at each value of every message, which is why a session
-    only starts using this function once it has sent a long line.
-
-    @return: the line, as bytes or as a L{PiecedLine}.
-    @raise ReservedKeyError: as L{encodeMessageLine}.
-    @raise InvalidOutgoingMessage: as L{encodeMessageLine}.
-    """
-    if type(obj) is dict:
-        for value in obj.values():
-            if type(value) is str and len(value) >= LONG_STRING:
-                # Reserved keys: encodeMessageLine refuses them, below.
-                if RESERVED_KEYS.isdisjoint(obj):
-                    return _encodePieced(obj, idKey, ident)
-                break
-    return encodeMessageLine(obj, idKey, ident)
-
-
-def isTruthy(value: object) -> bool:
-    """
-    JavaScript truthiness of a decoded JSON value, which decides dispatch on
-    the Node peer: C{0}, C{""}, C{null} and C{false} are falsy; unlike Python,
-    empty arrays and objects are truthy.
-    """
-    if value is None or value is False or value == "":
-        return False
-    if type(value) is int or type(value) is float:
-        return value != 0
-    return True
-
-
-def isValidId(value: object) -> bool:
-    """
-    Whether C{value} is an id this protocol issues: an integer (not a
-    boolean) from 1 to L{MAX_SAFE_INTEGER}.
-    """
-    return type(value) is int and 0 < value <= MAX_SAFE_INTEGER
+        encodeString = _encodeStringFast

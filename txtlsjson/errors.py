@@ -8,7 +8,7 @@ message string that users may match on, the same string is kept.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, List, Optional, Union
 
 if TYPE_CHECKING:
     from twisted.python.failure import Failure
@@ -119,11 +119,16 @@ class LineTooLong(ProtocolError):
 
     @ivar lines: the complete lines received before the long one, which are
         still to be delivered.
+    @ivar line: the long line, as much of it as had arrived (for
+        C{lineLengthExceeded}); the framing no longer holds it.
     """
 
-    def __init__(self, message: str, lines: "list[bytes | bytearray] | None" = None) -> None:
+    def __init__(self, message: str,
+                 lines: Optional[List[Union[bytes, bytearray]]] = None,
+                 line: Union[bytes, bytearray] = b"") -> None:
         super().__init__(message)
         self.lines = lines or []
+        self.line = line
 
 
 class InvalidOutgoingMessage(TLSJSONError, ValueError):
@@ -167,3 +172,54 @@ class ConnectionFailed(TLSJSONError):
     def __init__(self, reason: "Failure") -> None:
         super().__init__(reason.getErrorMessage())
         self.reason = reason
+
+
+class AlreadyAnswered(TLSJSONError):
+    """
+    A request was answered a second time (C{res.send} called again); the
+    second answer was not sent.
+    """
+
+
+class InvalidSetting(TLSJSONError, ValueError):
+    """
+    A setting (a timeout, a size, a port) is out of its range or of the
+    wrong type; the message names it and says what it takes.
+    """
+
+
+class PasswordError(TLSJSONError, ValueError):
+    """
+    No usable password: none given, the file unreadable, or empty.
+    """
+
+
+class TooManyAttempts(TLSJSONError):
+    """
+    An address already has the maximum number of password attempts waiting;
+    the new one is refused at once.
+    """
+
+
+class ListenFailed(TLSJSONError):
+    """
+    A server could not listen on one of its endpoints.
+    """
+
+
+class HandlerError(TLSJSONError, ValueError):
+    """
+    A C{--handler} could not be loaded or does not fit the interface.
+    """
+
+
+class CommandError(TLSJSONError):
+    """
+    Ends the C{tlsjson} command with a one-line message and an exit code.
+
+    @ivar code: the exit code.
+    """
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code

@@ -10,8 +10,8 @@ from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txtlsjson.codec import JSONObject
 from txtlsjson.errors import ConnectionFailed, NotConnected, TLSJSONError
+from txtlsjson.wire import JSONObject
 
 if TYPE_CHECKING:
     from txtlsjson.protocol import TLSJSONProtocol
@@ -85,47 +85,6 @@ class EventEmitter:
             except Exception:
                 self.log.failure("{event!r} handler {handler!r} raised",
                                  event=event, handler=handler)
-
-
-class Responder:
-    """
-    The C{res} of a C{request} event: C{res.send(obj)} answers the request.
-    """
-
-    # Two slots: one is made for every request received.
-    __slots__ = ("_protocol", "_requestId")
-
-    def __init__(self, protocol: "TLSJSONProtocol", requestId: int) -> None:
-        """
-        @param protocol: the connection the request came on; its
-            C{errorReceived} reports a response that found the connection
-            gone.
-        @param requestId: the request's id.
-        """
-        # None once answered: the connection is no longer needed here.
-        self._protocol: Optional["TLSJSONProtocol"] = protocol
-        self._requestId = requestId
-
-    def send(self, response: JSONObject) -> None:
-        """
-        Send the response.  Only the first call sends; later calls raise.
-
-        If the connection is gone, an C{error} event reports
-        L{NotConnected} (the requester's side already failed the request
-        with "connection lost").
-
-        @raise InvalidOutgoingMessage: if C{response} cannot be sent as it
-            is (then it may be sent again, corrected).
-        @raise TLSJSONError: if a response was sent already.
-        """
-        protocol = self._protocol
-        if protocol is None:
-            raise TLSJSONError(f"request {self._requestId} has been answered already")
-        try:
-            protocol.session.respond(self._requestId, response)
-        except NotConnected as e:
-            protocol.errorReceived(e)
-        self._protocol = None
 
 
 def sendOrReport(emitter: EventEmitter, protocol: Optional["TLSJSONProtocol"],

@@ -8,13 +8,10 @@ arrived since the last search, so the cost is linear in the data received.
 
 from __future__ import annotations
 
-from typing import List, Union
+from typing import List, cast
 
 from txtlsjson.errors import LineTooLong
-
-Line = Union[bytes, bytearray]
-
-DELIMITER = b"\n"
+from txtlsjson.wire import DELIMITER, IncomingLine
 
 
 class LineBuffer:
@@ -24,16 +21,9 @@ class LineBuffer:
     Only C{\\n} (0x0A) separates lines; a C{\\r} before it stays part of the
     line (JSON treats it as whitespace).  In UTF-8, 0x0A never occurs inside a
     multi-byte character, so splitting on it is always safe.
-
-    @ivar maxLineLength: the longest line, in bytes without the delimiter,
-        that L{feed} accepts.
     """
 
-    def __init__(self, maxLineLength: int) -> None:
-        """
-        @param maxLineLength: the longest acceptable line, in bytes.
-        """
-        self.maxLineLength = maxLineLength
+    def __init__(self) -> None:
         self._buffer = bytearray()
 
     def __len__(self) -> int:
@@ -42,25 +32,29 @@ class LineBuffer:
         """
         return len(self._buffer)
 
-    def feed(self, data: bytes) -> List[Line]:
+    def feed(self, data: bytes, maxLineLength: int) -> List[IncomingLine]:
         """
         Add received bytes and return every line they complete.
 
         @param data: the bytes just received.
+        @param maxLineLength: the longest acceptable line, in bytes without
+            the delimiter.
         @return: the complete lines, in order, without their C{\\n}: bytes,
             or a bytearray for a line that arrived over several chunks (it is
             handed over, not copied).
         @raise LineTooLong: if a line (complete or still growing) exceeds
-            L{maxLineLength}.  Its C{lines} attribute holds the complete lines
-            that came before the long one, for the caller to deliver.  The
-            buffer is cleared; the stream cannot be resynchronised, so the
-            caller should then close the connection.
+            C{maxLineLength}.  Its C{lines} attribute holds the complete lines
+            that came before the long one, for the caller to deliver, and
+            C{line} what had arrived of the long one.  The buffer is
+            emptied; the stream cannot be resynchronised, so the caller
+            should then close the connection.
         """
         buf = self._buffer
         mayExceed = bool(buf)
         if not buf:
             # Fast path: nothing pending, so the chunk can be split directly.
-            lines: List[Line] = data.split(DELIMITER)  # type: ignore[assignment]
+            # (A list of bytes is a list of lines: cast, not copied.)
+            lines = cast(List[IncomingLine], data.split(DELIMITER))
             rest = lines.pop()
             if rest:
                 buf += rest
@@ -85,7 +79,7 @@ class LineBuffer:
                 buf.clear()
                 buf += rest
             buf = self._buffer
-        limit = self.maxLineLength
+        limit = maxLineLength
         # Lines cut from a chunk within the limit cannot exceed it: only a
         # big chunk, or a line completed from the buffer, needs measuring.
         if lines and (mayExceed or len(data) > limit) and max(map(len, lines)) > limit:
@@ -94,9 +88,19 @@ class LineBuffer:
                 if len(line) > limit:
                     raise LineTooLong(
                         f"line of {len(line)} bytes exceeds the limit of {limit} bytes",
-                        lines[:index],
-                    )
+                        lines[:index], line)
         if len(buf) > limit:
-            buf.clear()
-            raise LineTooLong(f"line exceeds the limit of {limit} bytes", lines)
+            # Handed over whole rather than copied: it is the caller's now.
+            self._buffer = bytearray()
+            raise LineTooLong(f"line exceeds the limit of {limit} bytes", lines, buf)
         return lines
+
+    def clear(self) -> bytes:
+        """
+        Empty the buffer.
+
+        @return: the bytes it held (the start of a line not yet complete).
+        """
+        held = bytes(self._buffer)
+        self._buffer = bytearray()
+        return held

@@ -22,21 +22,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 
-from txtlsjson.codec import JSONObject
-from txtlsjson.events import Responder
-from txtlsjson.protocol import awaitableAsDeferred
+from txtlsjson.errors import HandlerError
 from txtlsjson.server import Server
+from txtlsjson.wire import JSONObject
 
+#: The methods a handler may have.
 HANDLER_METHODS = ("authenticated", "message", "request", "close", "timeout")
-
-
-class HandlerError(ValueError):
-    """
-    A C{--handler} could not be loaded or does not fit the interface.
-    """
 
 
 class EchoHandler:
@@ -114,23 +107,7 @@ def attachHandler(server: Server, handler: Any) -> None:
             server.on(name, method)
     request = getattr(handler, "request", None)
     if callable(request):
+        # Its result, whatever it is, goes down the one answer path (see
+        # txtlsjson.answers); if it raises, the emitter logs it.
         server.on("request", lambda connectionId, payload, res:
-                  _answer(request, connectionId, payload, res))
-
-
-_log = Logger(namespace="txtlsjson.handler")
-
-
-def _answer(method: Any, connectionId: int, request: JSONObject, res: Responder) -> None:
-    def call() -> Any:
-        return awaitableAsDeferred(method(connectionId, request))
-
-    def send(response: Any) -> None:
-        if response is not None:
-            res.send(response)
-
-    d = maybeDeferred(call)
-    d.addCallback(send)
-    d.addErrback(lambda f: _log.failure(
-        "handler failed on request from client {connectionId}; not answered", f,
-        connectionId=connectionId))
+                  res.answerWith(request(connectionId, payload)))

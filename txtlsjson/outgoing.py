@@ -6,26 +6,36 @@ the pace the peer reads them.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Deque, Iterator, List, Optional, Union
+from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, TypeVar
 
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, ITransport
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer
 
-from txtlsjson.codec import PiecedLine
 from txtlsjson.errors import SlowConsumer
-
-#: An encoded line: bytes, or the pieces of a long message (see
-#: L{txtlsjson.codec.encodeLongMessage}).
-AnyLine = Union[bytes, PiecedLine]
+from txtlsjson.pieced import OutgoingLine, PiecedLine
 
 #: Lines longer than this are handed to the transport a piece of this size
 #: at a time.  Just above Twisted's TLS small-write aggregation threshold
 #: (64,000 bytes), so that each piece is encrypted and passed on at once,
-#: and the size of the TCP transport's buffer, which each piece fills.
-#: Measured on 127.0.0.1 (a 16 MiB request and its answer): 41-47 ms with
-#: 64 KiB pieces, 60-62 ms with 256 KiB, 62-76 ms with 1 MiB and 66-89 ms
-#: written whole; the benchmark suite puts 64 and 256 KiB within its noise.
+#: and the size of the TCP transport's buffer, which each piece fills;
+#: smaller and larger pieces measured slower (C{benchmarks/RESULTS.rst}).
 CHUNK_SIZE = 64 * 1024
+
+_Item = TypeVar("_Item")
+
+
+def bufferingTransport(transport: Any) -> Any:
+    """
+    The transport whose write buffer fills when the peer stops reading:
+    under TLS, the TCP transport beneath C{transport}.  A producer must be
+    registered there, not on the TLS transport: the TLS transport would not
+    close (C{loseConnection}) while a producer is registered with it.
+    """
+    if isinstance(transport, TLSMemoryBIOProtocol) and transport.transport is not None:
+        return transport.transport
+    return transport
 
 
 @implementer(IPushProducer)
@@ -46,8 +56,8 @@ class OutgoingLines:
         in order.  TLS then encrypts one piece while the peer decrypts the
         one before, and the TCP transport never joins megabytes of
         ciphertext into one more buffer;
-      - collects the short lines given to L{holdLine} (the answers to a
-        batch of requests) and writes them together on L{release};
+      - during L{batch}, collects the short lines written (the answers to a
+        batch of requests) and writes them together at its end;
       - refuses a write (reporting L{SlowConsumer}) once more than C{limit}
         bytes wait beyond the transport's buffer: written while it was full
         and not drained since, or queued behind a long line.  The long line
@@ -58,7 +68,10 @@ class OutgoingLines:
 
     # One per connection, so kept small: slots, and no queue until needed.
     __slots__ = ("_write", "_limit", "_slowConsumer", "_chunkSize", "paused", "_pending",
-                 "_long", "_longLeft", "_queue", "_queued", "_held", "_heldBytes")
+                 "_long", "_longLeft", "_queue", "_queued", "_held", "_heldBytes",
+                 "_registeredWith")
+
+    log = Logger()
 
     def __init__(self, write: Callable[[bytes], None], limit: int,
                  slowConsumer: Callable[[SlowConsumer], None],
@@ -88,47 +101,90 @@ class OutgoingLines:
         self._longLeft = 0
         # Lines waiting behind it (a deque once there are any), and their
         # bytes.
-        self._queue: Optional[Deque[AnyLine]] = None
+        self._queue: Optional[Deque[OutgoingLine]] = None
         self._queued = 0
-        # Lines collected by holdLine, and their bytes.
+        # During a batch, the short lines collected (a list, empty until
+        # one is), and their bytes; None outside a batch.
         self._held: Optional[List[bytes]] = None
         self._heldBytes = 0
+        # The transport registered with, by register().
+        self._registeredWith: Any = None
 
-    def holdLine(self, line: AnyLine) -> None:
+    @classmethod
+    def register(cls, transport: ITransport, limit: int,
+                 slowConsumer: Callable[[SlowConsumer], None]) -> "Optional[OutgoingLines]":
         """
-        Collect a short line, to be written with the others collected until
-        L{release}: a batch of requests answered within one C{dataReceived}
-        then costs the TLS transport one write, not one per answer.  When
-        the lines collected reach the size of a piece, or a long line comes,
-        they are written at once.
-        """
-        if len(line) <= self._chunkSize:
-            held = self._held
-            if held is None:
-                held = self._held = []
-            held.append(line)  # type: ignore[arg-type]  # short: bytes
-            self._heldBytes += len(line)
-            if self._heldBytes >= self._chunkSize:
-                self.release()
-        else:
-            self.release()
-            self.writeLine(line)
+        Make the writer of C{transport}'s lines, registered as a streaming
+        producer with the transport beneath it (see
+        L{bufferingTransport}).
 
-    def release(self) -> None:
+        @return: the writer, or L{None} if someone else registered a
+            producer there first (their producer is left alone, and lines
+            should then go straight to C{transport.write}).
         """
-        Write the lines collected by L{holdLine}.
+        outgoing = cls(transport.write, limit, slowConsumer)
+        beneath = bufferingTransport(transport)
+        try:
+            beneath.registerProducer(outgoing, True)
+        except (RuntimeError, AttributeError):
+            cls.log.debug("no write backpressure on {transport}", transport=transport)
+            return None
+        outgoing._registeredWith = beneath
+        return outgoing
+
+    def unregister(self) -> None:
         """
-        held = self._held
+        Stop being the transport's producer, as the connection ends.
+        """
+        beneath, self._registeredWith = self._registeredWith, None
+        if beneath is not None:
+            try:
+                beneath.unregisterProducer()
+            except Exception:  # the transport may have let go already
+                pass
+
+    def batch(self, deliver: Callable[[_Item], None], items: Iterable[_Item]) -> None:
+        """
+        Call C{deliver} with each of C{items} (the lines of one
+        C{dataReceived}), collecting the short lines written meanwhile into
+        one write at the end: a batch of requests then costs the TLS
+        transport one write, not one per answer.  Collected lines are
+        written early once they reach the size of a piece, or when a long
+        line comes.
+        """
+        self._held = []
+        try:
+            for item in items:
+                deliver(item)
+        finally:
+            held, self._held, self._heldBytes = self._held, None, 0
+            if held:
+                self.writeLine(held[0] if len(held) == 1 else b"".join(held))
+
+    def _writeHeld(self) -> None:
+        """
+        Write what a batch has collected so far; the batch goes on.
+        """
+        held, self._held, self._heldBytes = self._held, None, 0
         if held:
-            self._held, self._heldBytes = None, 0
             self.writeLine(held[0] if len(held) == 1 else b"".join(held))
+        self._held = []
 
-    def writeLine(self, line: AnyLine) -> None:
+    def writeLine(self, line: OutgoingLine) -> None:
         """
         Write one line, at once or after those before it -- unless more
         than the limit would then wait, in which case the line is dropped
         and C{slowConsumer} is called.
         """
+        held = self._held
+        if held is not None:
+            if type(line) is bytes and len(line) <= self._chunkSize:
+                held.append(line)
+                self._heldBytes += len(line)
+                if self._heldBytes >= self._chunkSize:
+                    self._writeHeld()
+                return
+            self._writeHeld()
         if self._long is not None or self._queue:
             self._queued += len(line)
             if self._queued > self._limit:
@@ -143,26 +199,26 @@ class OutgoingLines:
             if self._pending > self._limit:
                 self._slowConsumer(self._slow(self._pending))
                 return
-        if len(line) > self._chunkSize:
+        if type(line) is bytes and len(line) <= self._chunkSize:
+            self._write(line)
+        else:
             self._startLong(line)
             self._handOver()
-        else:
-            self._write(line)  # type: ignore[arg-type]  # short: bytes
 
     def _slow(self, waiting: int) -> SlowConsumer:
         return SlowConsumer(
             f"peer is not reading: {waiting} bytes wait beyond the transport's buffer, "
             f"over maxBufferedBytes ({self._limit}); dropped")
 
-    def _startLong(self, line: AnyLine) -> None:
+    def _startLong(self, line: OutgoingLine) -> None:
         """
         Make C{line} the long line being handed over.
         """
-        if type(line) is PiecedLine:
+        if isinstance(line, PiecedLine):
             self._long = line.pieces()
         else:
             chunkSize = self._chunkSize
-            self._long = (line[start:start + chunkSize]  # type: ignore[index]
+            self._long = (line[start:start + chunkSize]
                           for start in range(0, len(line), chunkSize))
         self._longLeft = len(line)
 
@@ -187,10 +243,10 @@ class OutgoingLines:
                 return
             line = queue.popleft()
             self._queued -= len(line)
-            if len(line) > self._chunkSize:
-                self._startLong(line)
+            if type(line) is bytes and len(line) <= self._chunkSize:
+                self._write(line)
             else:
-                self._write(line)  # type: ignore[arg-type]  # short: bytes
+                self._startLong(line)
 
     @property
     def waiting(self) -> int:

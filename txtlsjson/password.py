@@ -11,15 +11,11 @@ import os
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
+from txtlsjson.errors import PasswordError
+
 #: The environment variable the command-line tools read the password from
 #: when no password file is given.
 PASSWORD_ENVIRONMENT_VARIABLE = "TLSJSON_PASSWORD"
-
-
-class PasswordError(ValueError):
-    """
-    No usable password: none given, the file unreadable, or empty.
-    """
 
 
 def loadPassword(

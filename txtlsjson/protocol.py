@@ -1,12 +1,14 @@
 """
 The Twisted-native layer: C{LineReceiver} protocols and their factories.
 
-The protocols are thin adapters: they frame bytes with L{LineBuffer}, hand
-lines to a L{Session} (which holds every protocol rule), and turn the
-session's output into writes on the transport.  Subclass them and override
-the hooks (L{TLSJSONProtocol.authenticated}, L{TLSJSONProtocol.messageReceived},
-L{TLSJSONProtocol.requestReceived}, L{TLSJSONProtocol.errorReceived},
-C{connectionLost}) to write an application.
+The protocols are glue: C{dataReceived} frames bytes into lines
+(L{LineBuffer}), C{lineReceived} hands each to a L{Session} (which holds
+every protocol rule), the session writes through L{OutgoingLines} (pacing
+and backpressure), and requests are answered by L{txtlsjson.answers}.
+Subclass them and override the hooks (L{TLSJSONProtocol.authenticated},
+L{TLSJSONProtocol.messageReceived}, L{TLSJSONProtocol.requestReceived},
+L{TLSJSONProtocol.errorReceived}, L{TLSJSONProtocol.connectionClosed}) to
+write an application.
 
 TLS is not done here: listen with C{reactor.listenSSL} or an C{ssl:} endpoint
 and connect with C{reactor.connectSSL}, giving them the options from
@@ -15,18 +17,16 @@ L{txtlsjson.tls}.
 
 from __future__ import annotations
 
-from inspect import isawaitable
-from typing import TYPE_CHECKING, Any, Coroutine, List, Optional, Set, cast
+from typing import Any, Callable, Optional, Protocol, Set, cast
 
-from twisted.internet.defer import Deferred, ensureDeferred, fail, gatherResults, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime, ITransport
 from twisted.internet.protocol import ReconnectingClientFactory, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
-from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
-from txtlsjson.codec import JSONObject, PiecedLine
+from txtlsjson.answers import answerRequest
 from txtlsjson.errors import (
     AuthenticationFailed,
     InvalidOutgoingMessage,
@@ -35,41 +35,23 @@ from txtlsjson.errors import (
     TLSJSONError,
 )
 from txtlsjson.framing import LineBuffer
-from txtlsjson.outgoing import AnyLine, OutgoingLines
+from txtlsjson.observers import Observers
+from txtlsjson.outgoing import OutgoingLines
+from txtlsjson.pieced import OutgoingLine, PiecedLine
 from txtlsjson.session import _AUTHENTICATED, ClientSession, ServerSession, Session
+from txtlsjson.settings import (
+    UNAUTHENTICATED_MAX_LINE_LENGTH,
+    ClientSettings,
+    ConnectionSettings,
+    ServerSettings,
+    checkPassword,
+)
 from txtlsjson.throttle import AuthenticationThrottle, addressKey
+from txtlsjson.wire import DELIMITER, IncomingLine, JSONObject
 
-if TYPE_CHECKING:
-    from twisted.internet.interfaces import IAddress
-
-#: Default longest line, in bytes, either side accepts or sends.
-DEFAULT_MAX_LINE_LENGTH = 32 * 1024 * 1024
-
-#: Default limit of what may wait for a peer that stopped reading, on top
-#: of the transport's own buffer (see L{OutgoingLines}).  It counts what is
-#: written while the transport is full and what waits behind a long message
-#: being paced, so it stays well above L{DEFAULT_MAX_LINE_LENGTH}: a healthy
-#: peer sent a burst of large messages is not mistaken for a stalled one.
-DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024
-
-#: Longest line accepted before authentication: only the password step
-#: happens then, so an unauthenticated peer cannot make the server buffer
-#: more than this.
-UNAUTHENTICATED_MAX_LINE_LENGTH = 64 * 1024
-
-#: Seconds a connection closed with a final message (a refused password) may
-#: take to flush it before it is aborted.
+#: Seconds a connection closed with L{TLSJSONProtocol.close} may take to
+#: send what waits before it is aborted (a dead peer never acknowledges).
 FLUSH_TIMEOUT = 5.0
-
-
-def awaitableAsDeferred(result: Any) -> Any:
-    """
-    A coroutine (or other awaitable) returned by an application hook, as a
-    Deferred; any other result as it is.
-    """
-    if isawaitable(result) and not isinstance(result, Deferred):
-        return ensureDeferred(cast("Coroutine[Any, Any, Any]", result))
-    return result
 
 
 def _defaultReactor(reactor: Optional[IReactorTime]) -> Any:
@@ -80,110 +62,131 @@ def _defaultReactor(reactor: Optional[IReactorTime]) -> Any:
     return reactor
 
 
-def _checkTimes(**times: float) -> None:
-    for name, value in times.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
-
-
-def _checkSize(**sizes: int) -> None:
-    for name, value in sizes.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{name} must be a number of bytes >= 0, not {value!r}")
-
-
-def _checkPassword(password: object) -> None:
-    if not isinstance(password, str) or not password:
-        raise ValueError("password must be a non-empty string")
-
-
 class TLSJSONProtocol(LineReceiver):
     """
     One tls-json connection, either side.  Use L{TLSJSONServerProtocol} or
     L{TLSJSONClientProtocol}.
 
-    @ivar session: the connection's L{Session}, once connected.
+    As a C{LineReceiver}: each received line goes to L{lineReceived} (a
+    subclass may override it and call up); C{MAX_LENGTH} is the longest
+    line accepted now, in bytes -- 64 KiB until the password step is done,
+    then the C{maxLineLength} setting -- and L{lineLengthExceeded} is
+    called past it; L{sendLine} writes a raw line.  The buffering is not C{LineReceiver}'s
+    (which re-searches its whole buffer on every chunk): its cost is linear
+    in the bytes received.  Raw mode is not supported.
+
+    @ivar session: the connection's L{Session}; L{None} until connected.
+    @ivar writeLine: writes one encoded message, its newline included (the
+        session's transport): straight to the transport, or, once connected
+        with C{maxBufferedBytes} set, through the connection's
+        L{OutgoingLines}, which paces long lines and drops a peer that
+        stopped reading.
     @ivar closeReason: why this side dropped the connection, if it did (a
         L{TLSJSONError}); L{None} if the peer or the network closed it.
     """
 
-    delimiter = b"\n"
+    delimiter = DELIMITER
     log = Logger()
-    #: The connection's session; L{None} until connected.
-    session: Session = None  # type: ignore[assignment]
+    factory: "_Factory"
+    session: Optional[Session] = None
     closeReason: Optional[TLSJSONError] = None
     _abortTimer: Optional[IDelayedCall] = None
     _outgoing: Optional[OutgoingLines] = None
 
     def __init__(self) -> None:
-        self._authenticatedObservers: List[Deferred[None]] = []
-        self._closedObservers: List[Deferred[None]] = []
+        self._authenticatedObservers: Observers[None] = Observers()
+        self._closedObservers: Observers[None] = Observers()
         self._closed = False
+        self._lines = LineBuffer()
+        # Where dataReceived hands each line: lineReceived, or the session
+        # itself when lineReceived is not overridden (one call less a line).
+        self._deliver: Callable[[IncomingLine], None] = self.lineReceived
+        self.writeLine: Callable[[OutgoingLine], None] = self._writeToTransport
+
+    # -- LineReceiver's contract -------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Frame received bytes into lines and hand each to L{lineReceived}.
+        """
+        session = self.session
+        if session is None:
+            return
+        session.heard()
+        deliver = self._deliver
+        try:
+            lines = self._lines.feed(data, self.MAX_LENGTH)
+        except LineTooLong as e:
+            for line in e.lines:
+                deliver(line)
+            self.lineLengthExceeded(e.line)
+            return
+        outgoing = self._outgoing
+        if len(lines) > 1 and outgoing is not None:
+            # Answers to a batch of requests go out as one write.
+            outgoing.batch(deliver, lines)
+        else:
+            for line in lines:
+                deliver(line)
+
+    def lineReceived(self, line: IncomingLine) -> None:
+        """
+        Hand one line (bytes, or a bytearray for one that arrived over
+        several chunks) to the session.  Overrides must call this.
+        """
+        if self.session is not None:
+            self.session.lineReceived(line)
+
+    def lineLengthExceeded(self, line: IncomingLine) -> None:
+        """
+        A line longer than C{MAX_LENGTH} arrived (C{line} is as much of it
+        as had): report L{LineTooLong} and drop the connection, since the
+        stream cannot be resynchronised.
+        """
+        if self.session is not None:
+            self.session.lineTooLong(LineTooLong(
+                f"line exceeds the limit of {self.MAX_LENGTH} bytes"))
+
+    def sendLine(self, line: bytes) -> None:
+        """
+        Write one raw line, the delimiter added, through the connection's
+        pacing.  The session's rules do not see it: this is for lines
+        encoded by the caller.
+
+        @raise InvalidOutgoingMessage: if C{line} holds the delimiter.
+        """
+        if line.find(DELIMITER) != -1:
+            raise InvalidOutgoingMessage("a line must not contain the delimiter")
+        self.writeLine(line + DELIMITER)
+
+    def clearLineBuffer(self) -> bytes:
+        """
+        Forget the start of a line not yet complete.
+
+        @return: its bytes.
+        """
+        return self._lines.clear()
 
     # -- the session's transport ---------------------------------------
 
-    def writeLine(self, line: AnyLine) -> None:
-        """
-        Write one encoded message, its newline included.
-
-        With C{maxBufferedBytes} set (the default), the connection's
-        L{OutgoingLines} takes this method's place once connected: it paces
-        long lines and drops a peer that has stopped reading while more than
-        C{maxBufferedBytes} wait for it
-        (L{SlowConsumer<txtlsjson.errors.SlowConsumer>}); while the lines of
-        one C{dataReceived} are handled, its C{holdLine} collects the answers
-        into one write.  Without, lines go straight to the transport.
-        """
-        if type(line) is PiecedLine:
-            self.transport.writeSequence(line.pieces())  # type: ignore[union-attr]
-        else:
-            self.transport.write(line)  # type: ignore[union-attr,arg-type]
-
-    def _bufferingTransport(self) -> Any:
-        """
-        The transport whose write buffer fills when the peer stops reading:
-        under TLS, the TCP transport beneath it.  Registering there, not on
-        the TLS transport, matters: the TLS transport would not close
-        (C{loseConnection}) while a producer is registered with it.
-        """
+    def _writeToTransport(self, line: OutgoingLine) -> None:
         transport: Any = self.transport
-        if isinstance(transport, TLSMemoryBIOProtocol) and transport.transport is not None:
-            return transport.transport
-        return transport
-
-    def _registerOutgoing(self, limit: int) -> None:
-        outgoing = OutgoingLines(
-            self.transport.write, limit,  # type: ignore[union-attr]
-            lambda error: self.session.peerNotReading(error))
-        try:
-            self._bufferingTransport().registerProducer(outgoing, True)
-        except (RuntimeError, AttributeError):
-            # Someone registered a producer first: leave it alone.
-            self.log.debug("no write backpressure on {transport}", transport=self.transport)
-            return
-        self._outgoing = outgoing
-        # The session's lines go straight to it: one call less per message.
-        self.writeLine = outgoing.writeLine  # type: ignore[method-assign]
-
-    def _unregisterOutgoing(self) -> None:
-        if self._outgoing is not None:
-            self._outgoing = None
-            try:
-                self._bufferingTransport().unregisterProducer()
-            except Exception:  # the transport may have let go already
-                pass
+        if isinstance(line, PiecedLine):
+            transport.writeSequence(line.pieces())
+        else:
+            transport.write(line)
 
     def pauseReading(self) -> None:
         """
         Stop reading from the peer (the session is waiting on something).
         """
-        self.transport.pauseProducing()  # type: ignore[union-attr]
+        self._transport.pauseProducing()
 
     def resumeReading(self) -> None:
         """
         Read from the peer again.
         """
-        self.transport.resumeProducing()  # type: ignore[union-attr]
+        self._transport.resumeProducing()
 
     def dropConnection(self, reason: TLSJSONError, flush: bool) -> None:
         """
@@ -194,7 +197,11 @@ class TLSJSONProtocol(LineReceiver):
         if flush:
             self.close()
         else:
-            self.transport.abortConnection()  # type: ignore[union-attr]
+            self._transport.abortConnection()
+
+    @property
+    def _transport(self) -> Any:
+        return self.transport
 
     # -- Twisted's side --------------------------------------------------
 
@@ -212,44 +219,17 @@ class TLSJSONProtocol(LineReceiver):
                 setNoDelay(True)
             except OSError:
                 pass
-        self.session = self._buildSession()
-        self._lines = LineBuffer(min(UNAUTHENTICATED_MAX_LINE_LENGTH, self.session.maxLineLength))
-        limit = self.factory.maxBufferedBytes  # type: ignore[attr-defined]
-        if limit > 0:
-            self._registerOutgoing(limit)
-        self.session.connectionMade()
-
-    def dataReceived(self, data: bytes) -> None:
-        """
-        Frame received bytes into lines (linear in the bytes received, unlike
-        C{LineReceiver}'s own buffering) and hand them to the session.
-        """
-        session = self.session
-        session.heard()
-        try:
-            lines = self._lines.feed(data)
-        except LineTooLong as e:
-            session.linesReceived(e.lines)
-            session.lineTooLong(e)
-            return
-        outgoing = self._outgoing
-        if len(lines) > 1 and outgoing is not None:
-            # Answers to a batch of requests go out as one write.
-            self.writeLine = outgoing.holdLine  # type: ignore[method-assign]
-            try:
-                session.linesReceived(lines)
-            finally:
-                self.writeLine = outgoing.writeLine  # type: ignore[method-assign]
-                outgoing.release()
-        elif lines:
-            session.linesReceived(lines)
-
-    def lineReceived(self, line: bytes) -> None:
-        """
-        Process one line, as C{LineReceiver} does; L{dataReceived} does not
-        go through here.
-        """
-        self.session.linesReceived([line])
+        session = self.session = self._buildSession()
+        self.MAX_LENGTH = min(UNAUTHENTICATED_MAX_LINE_LENGTH, session.maxLineLength)
+        if type(self).lineReceived is TLSJSONProtocol.lineReceived:
+            self._deliver = session.lineReceived
+        limit = self.factory.settings.maxBufferedBytes
+        if limit > 0 and self.transport is not None:
+            self._outgoing = OutgoingLines.register(self.transport, limit, session.peerNotReading)
+            if self._outgoing is not None:
+                # The session's lines go straight to it: one call less each.
+                self.writeLine = self._outgoing.writeLine
+        session.connectionMade()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """
@@ -264,68 +244,34 @@ class TLSJSONProtocol(LineReceiver):
         if self._abortTimer is not None and self._abortTimer.active():
             self._abortTimer.cancel()
         self._abortTimer = None
-        self._unregisterOutgoing()
-        session = self.session
-        if session is not None:
-            session.connectionLost()
-        authenticated, self._authenticatedObservers = self._authenticatedObservers, []
-        for d in authenticated:
-            d.errback(NotConnected("connection closed before authentication"))
+        if self._outgoing is not None:
+            self._outgoing.unregister()
+            self._outgoing = None
+        if self.session is not None:
+            self.session.connectionLost()
+        self._authenticatedObservers.fail(NotConnected("connection closed before authentication"))
         self.connectionClosed(reason)
-        closed, self._closedObservers = self._closedObservers, []
-        for d in closed:
-            d.callback(None)
+        self._closedObservers.fire(None)
 
     # -- the session's observer ------------------------------------------
 
     def sessionAuthenticated(self) -> None:
         """
-        The session authenticated: lift the line limit to the configured one
-        and call L{authenticated}.
+        The session authenticated: lift the line limit to the configured one,
+        fire the L{whenAuthenticated} observers and call L{authenticated}.
         """
-        self._lines.maxLineLength = self.session.maxLineLength
-        observers, self._authenticatedObservers = self._authenticatedObservers, []
-        for d in observers:
-            d.callback(None)
+        assert self.session is not None
+        self.MAX_LENGTH = self.session.maxLineLength
+        self._authenticatedObservers.fire(None)
         self.authenticated()
 
     def sessionRequest(self, requestId: int, request: JSONObject) -> None:
         """
-        The session received request C{requestId}: call L{requestReceived}
-        and send what it returns, at once or when it resolves.
+        The session received request C{requestId}: answer it by the one
+        path of L{txtlsjson.answers} (which calls L{requestReceived}).
+        Not a hook: override L{requestReceived}.
         """
-        try:
-            result = self.requestReceived(request)
-        except Exception:
-            self.log.failure("request handler raised; request {requestId} not answered",
-                             requestId=requestId)
-            return
-        if type(result) is dict:
-            self._respond(result, requestId)
-            return
-        if result is None:
-            return
-        result = awaitableAsDeferred(result)
-        if isinstance(result, Deferred):
-            result.addCallbacks(self._respond, self._handlerFailed,
-                                callbackArgs=(requestId,), errbackArgs=(requestId,))
-            return
-        self._respond(result, requestId)
-
-    def _respond(self, response: Optional[JSONObject], requestId: int) -> None:
-        if response is None or not self.isAuthenticated:
-            # Without a connection the requester's side fails the request
-            # with "connection lost": there is nobody to tell.
-            return
-        try:
-            self.session.respond(requestId, response)
-        except InvalidOutgoingMessage:
-            self.log.failure("response to request {requestId} could not be sent",
-                             requestId=requestId)
-
-    def _handlerFailed(self, failure: Failure, requestId: int) -> None:
-        self.log.failure("request handler failed; request {requestId} not answered",
-                         failure, requestId=requestId)
+        answerRequest(self, requestId, request)
 
     # -- the application's API -----------------------------------------
 
@@ -377,24 +323,21 @@ class TLSJSONProtocol(LineReceiver):
             return succeed(None)
         if self._closed:
             return fail(NotConnected())
-        d: Deferred[None] = Deferred(self._authenticatedObservers.remove)
-        self._authenticatedObservers.append(d)
-        return d
+        return self._authenticatedObservers.whenFired()
 
     def close(self) -> "Deferred[None]":
         """
-        Close the connection cleanly, aborting it if the close has not
-        completed within L{FLUSH_TIMEOUT} seconds (a dead peer never
-        acknowledges).
+        Close the connection cleanly, sending what waits first, and abort it
+        if that has not completed within L{FLUSH_TIMEOUT} seconds.
 
         @return: a Deferred that fires once the connection is closed.
         """
         closed = self.whenClosed()
         if not self._closed and self._abortTimer is None:
-            transport: Any = self.transport
+            transport = self._transport
             # Scheduled first: loseConnection may call connectionLost at once,
             # which must find the timer to cancel it.
-            self._abortTimer = self.factory.clock.callLater(  # type: ignore[attr-defined]
+            self._abortTimer = self.factory.clock.callLater(
                 FLUSH_TIMEOUT, transport.abortConnection)
             if self._outgoing is not None:
                 # What waits for the transport to drain goes now: the
@@ -409,9 +352,7 @@ class TLSJSONProtocol(LineReceiver):
         """
         if self._closed:
             return succeed(None)
-        d: Deferred[None] = Deferred(self._closedObservers.remove)
-        self._closedObservers.append(d)
-        return d
+        return self._closedObservers.whenFired()
 
     # -- hooks -------------------------------------------------------------
 
@@ -430,9 +371,10 @@ class TLSJSONProtocol(LineReceiver):
         Hook: a request arrived (its C{requestId} removed).
 
         @return: the response: a dict, or a Deferred or coroutine resulting
-            in one.  C{None} sends no response (the requester will time
+            in one.  L{None} sends no response (the requester will time
             out).  If the hook raises or its result fails, the failure is
-            logged and no response is sent.
+            logged and no response is sent; a response that cannot be sent
+            goes to L{errorReceived} (see L{txtlsjson.answers}).
         """
         return None
 
@@ -448,21 +390,21 @@ class TLSJSONProtocol(LineReceiver):
     def errorReceived(self, error: TLSJSONError) -> None:
         """
         Hook: something went wrong on this connection -- bad input from the
-        peer (the line was dropped), a refused password, a timeout.  By
-        default it is logged.
+        peer (the line was dropped), a refused password, a timeout, an
+        answer that could not be sent.  By default it is logged.
         """
-        self.log.warn("{peer}: {error}", peer=_peerOf(self), error=error)
+        self.log.warn("{peer}: {error}", peer=peerOf(self), error=error)
 
 
-def _hostOf(protocol: TLSJSONProtocol) -> str:
-    peer = _peerOf(protocol)
-    return str(getattr(peer, "host", peer))
-
-
-def _peerOf(protocol: TLSJSONProtocol) -> "IAddress | str":
-    transport: Any = protocol.transport
+def peerOf(protocol: TLSJSONProtocol) -> "IAddress | str":
+    """
+    The peer's address of C{protocol}'s connection, or a placeholder when
+    the transport cannot tell.
+    """
+    transport: Optional[ITransport] = protocol.transport
     try:
-        return transport.getPeer()  # type: ignore[no-any-return]
+        assert transport is not None
+        return transport.getPeer()
     except Exception:
         return "<unknown peer>"
 
@@ -478,20 +420,11 @@ class TLSJSONServerProtocol(TLSJSONProtocol):
 
     def _buildSession(self) -> Session:
         factory = self.factory
-        return ServerSession(
-            self,
-            self,
-            factory.clock,
-            password=factory._password,
-            requestTimeout=factory.requestTimeout,
-            maxLineLength=factory.maxLineLength,
-            authTimeout=factory.authTimeout,
-            keepAliveInterval=factory.keepAliveInterval,
-            keepAliveTimeout=factory.keepAliveTimeout,
-            onKeepAliveTimeout=self.keepAliveTimedOut,
-            throttle=factory.throttle,
-            peerKey=addressKey(_hostOf(self)),
-        )
+        peer = peerOf(self)
+        return ServerSession(self, self, factory.clock, factory._password, factory.settings,
+                             onKeepAliveTimeout=self.keepAliveTimedOut,
+                             throttle=factory.throttle,
+                             peerKey=addressKey(str(getattr(peer, "host", peer))))
 
     def connectionMade(self) -> None:
         """
@@ -513,7 +446,7 @@ class TLSJSONServerProtocol(TLSJSONProtocol):
         being dropped.
         """
         self.log.info("{peer}: no pong within {timeout} seconds; dropping",
-                      peer=_peerOf(self), timeout=self.factory.keepAliveTimeout)
+                      peer=peerOf(self), timeout=self.factory.settings.keepAliveTimeout)
 
 
 class TLSJSONClientProtocol(TLSJSONProtocol):
@@ -526,15 +459,8 @@ class TLSJSONClientProtocol(TLSJSONProtocol):
 
     def _buildSession(self) -> Session:
         factory = self.factory
-        return ClientSession(
-            self,
-            self,
-            cast(IReactorTime, factory.clock),
-            password=factory._password,
-            requestTimeout=factory.requestTimeout,
-            maxLineLength=factory.maxLineLength,
-            idleTimeout=factory.idleTimeout,
-        )
+        return ClientSession(self, self, cast(IReactorTime, factory.clock), factory._password,
+                             factory.settings)
 
     def connectionMade(self) -> None:
         """
@@ -569,74 +495,57 @@ class TLSJSONClientProtocol(TLSJSONProtocol):
         super().connectionLost(reason)
 
 
+class _Factory(Protocol):
+    """
+    What a protocol needs of its factory.
+    """
+
+    @property
+    def settings(self) -> ConnectionSettings:
+        """
+        The connection's settings.
+        """
+
+    @property
+    def clock(self) -> Any:
+        """
+        The reactor that runs the timers.
+        """
+
+
 class TLSJSONServerFactory(ServerFactory):
     """
-    Builds L{TLSJSONServerProtocol}s sharing one password and one set of
-    timings.
+    Builds L{TLSJSONServerProtocol}s sharing one password and one
+    L{ServerSettings}.
 
+    @ivar settings: the L{ServerSettings}.
     @ivar connections: the live protocols (authenticated or not).
     @ivar clock: the reactor used for every timer.
+    @ivar throttle: the L{AuthenticationThrottle} pacing password checks.
     """
 
+    # Twisted types Factory.protocol with a factory attribute of its own
+    # type, which a protocol naming its real factory does not match.
     protocol = TLSJSONServerProtocol  # type: ignore[assignment]
     noisy = False
 
-    def __init__(
-        self,
-        password: str,
-        *,
-        requestTimeout: float = 10.0,
-        keepAliveInterval: float = 10.0,
-        keepAliveTimeout: float = 5.0,
-        authTimeout: float = 10.0,
-        maxLineLength: int = DEFAULT_MAX_LINE_LENGTH,
-        maxBufferedBytes: int = DEFAULT_MAX_BUFFERED_BYTES,
-        authFailureDelay: float = 1.0,
-        authFailureMaxDelay: float = 16.0,
-        reactor: Optional[IReactorTime] = None,
-    ) -> None:
+    def __init__(self, password: str, settings: Optional[ServerSettings] = None, *,
+                 reactor: Optional[IReactorTime] = None, **overrides: Any) -> None:
         """
         @param password: the password clients must send.
-        @param requestTimeout: seconds a request waits for its response
-            (C{0}: forever).
-        @param keepAliveInterval: seconds between pings to each
-            authenticated client (C{0}: no pings).
-        @param keepAliveTimeout: seconds a client has to answer a ping.
-        @param authTimeout: seconds a new connection has to authenticate
-            (C{0}: forever -- not advisable on a public port).
-        @param maxLineLength: the longest message, in bytes, accepted from or
-            sent to an authenticated client.
-        @param maxBufferedBytes: how much may wait for a client that stopped
-            reading, on top of the transport's buffer, before it is dropped
-            (C{0}: no limit).
-        @param authFailureDelay: after a wrong password from an address (an
-            IPv6 one: its /64 network, see
-            L{addressKey<txtlsjson.throttle.addressKey>}), the next answer
-            to that address waits this long, doubling with
-            each further failure; checks from one address go one at a time
-            (C{0}: no wait).
-        @param authFailureMaxDelay: the longest such wait.
+        @param settings: the settings; the defaults if L{None}.
         @param reactor: provides the timers; the global reactor by default.
+        @param overrides: settings by name, replacing those of C{settings}
+            (C{requestTimeout=5}; see L{ServerSettings}).
+        @raise InvalidSetting: for an unknown setting or a value out of
+            range.
         """
-        _checkPassword(password)
-        _checkTimes(requestTimeout=requestTimeout, keepAliveInterval=keepAliveInterval,
-                    keepAliveTimeout=keepAliveTimeout, authTimeout=authTimeout,
-                    authFailureDelay=authFailureDelay, authFailureMaxDelay=authFailureMaxDelay)
-        _checkSize(maxBufferedBytes=maxBufferedBytes)
-        if keepAliveInterval > 0 and keepAliveTimeout <= 0:
-            raise ValueError("keepAliveTimeout must be > 0 when keepAliveInterval is set")
-        if maxLineLength < 1:
-            raise ValueError(f"maxLineLength must be a positive number of bytes, not {maxLineLength!r}")
-        self._password = password.encode("utf-8")
-        self.requestTimeout = requestTimeout
-        self.keepAliveInterval = keepAliveInterval
-        self.keepAliveTimeout = keepAliveTimeout
-        self.authTimeout = authTimeout
-        self.maxLineLength = maxLineLength
-        self.maxBufferedBytes = maxBufferedBytes
+        self._password = checkPassword(password).encode("utf-8")
+        self.settings = ServerSettings.fromOverrides(settings, overrides)
         self.clock = _defaultReactor(reactor)
         self.throttle = AuthenticationThrottle(
-            self.clock, baseDelay=authFailureDelay, maxDelay=authFailureMaxDelay)
+            self.clock, baseDelay=self.settings.authFailureDelay,
+            maxDelay=self.settings.authFailureMaxDelay)
         self.connections: Set[TLSJSONServerProtocol] = set()
 
     def __repr__(self) -> str:
@@ -670,56 +579,35 @@ class TLSJSONClientFactory(ReconnectingClientFactory):
     stops reconnecting and cancels an attempt under way, but does not close
     an established connection (use the protocol's C{close()}).
 
+    @ivar settings: the L{ClientSettings}.
     @ivar reconnectInterval: seconds between a lost or failed connection and
         the next attempt; C{0}: never reconnect.
     @ivar client: the current connection's protocol, if any.
     """
 
-    protocol = TLSJSONClientProtocol  # type: ignore[assignment]
+    protocol = TLSJSONClientProtocol  # type: ignore[assignment]  # as the server's
     factor = 1.0
     jitter = 0.0
     noisy = False
 
-    def __init__(
-        self,
-        password: str,
-        *,
-        reconnectInterval: float = 0.0,
-        requestTimeout: float = 10.0,
-        idleTimeout: float = 30.0,
-        maxLineLength: int = DEFAULT_MAX_LINE_LENGTH,
-        maxBufferedBytes: int = DEFAULT_MAX_BUFFERED_BYTES,
-        reactor: Optional[IReactorTime] = None,
-    ) -> None:
+    def __init__(self, password: str, settings: Optional[ClientSettings] = None, *,
+                 reactor: Optional[IReactorTime] = None, **overrides: Any) -> None:
         """
         @param password: the password to authenticate with.
-        @param reconnectInterval: seconds to wait before each reconnection
-            attempt; C{0} never reconnects.
-        @param requestTimeout: seconds a request waits for its response
-            (C{0}: forever).
-        @param idleTimeout: seconds of total silence after which the server
-            is taken for dead and the connection dropped (C{0}: never).  Keep
-            it above the server's keepalive interval plus timeout (10 + 5 s
-            by default).
-        @param maxLineLength: the longest message, in bytes, accepted or sent.
-        @param maxBufferedBytes: how much may wait for a server that stopped
-            reading before the connection is dropped (C{0}: no limit).
+        @param settings: the settings; the defaults if L{None}.
         @param reactor: provides the timers; the global reactor by default.
+        @param overrides: settings by name, replacing those of C{settings}
+            (C{reconnectInterval=5}; see L{ClientSettings}).
+        @raise InvalidSetting: for an unknown setting or a value out of
+            range.
         """
-        _checkPassword(password)
-        _checkTimes(reconnectInterval=reconnectInterval, requestTimeout=requestTimeout,
-                    idleTimeout=idleTimeout)
-        _checkSize(maxBufferedBytes=maxBufferedBytes)
-        if maxLineLength < 1:
-            raise ValueError(f"maxLineLength must be a positive number of bytes, not {maxLineLength!r}")
-        self._password = password
-        self.reconnectInterval = reconnectInterval
-        self.initialDelay = self.delay = self.maxDelay = reconnectInterval  # type: ignore[assignment]
-        self.continueTrying = reconnectInterval > 0
-        self.requestTimeout = requestTimeout
-        self.idleTimeout = idleTimeout
-        self.maxLineLength = maxLineLength
-        self.maxBufferedBytes = maxBufferedBytes
+        self._password = checkPassword(password)
+        self.settings = ClientSettings.fromOverrides(settings, overrides)
+        self.reconnectInterval = self.settings.reconnectInterval
+        self.initialDelay = self.delay = self.reconnectInterval
+        # Twisted's maxDelay is an int (3600) that takes a float as well.
+        self.maxDelay = self.reconnectInterval  # type: ignore[assignment]
+        self.continueTrying = self.reconnectInterval > 0
         self.clock = _defaultReactor(reactor)
         self.client: Optional[TLSJSONClientProtocol] = None
 

@@ -13,8 +13,8 @@ from typing import Dict, Optional, Tuple, cast
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from txtlsjson.codec import JSONObject
 from txtlsjson.errors import RequestTimeout
+from txtlsjson.wire import JSONObject
 
 
 class _RequestDeferred(Deferred[JSONObject]):

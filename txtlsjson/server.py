@@ -9,21 +9,19 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, fail, gatherResults
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.interfaces import IAddress, IListeningPort, IReactorTime, IStreamServerEndpoint
 from twisted.python.failure import Failure
 
-from txtlsjson.codec import JSONObject
+from txtlsjson.answers import Responder
 from txtlsjson.errors import NotConnected, TLSJSONError
-from txtlsjson.events import EventEmitter, Responder, sendOrReport, unexpectedEnd
-from txtlsjson.protocol import (
-    DEFAULT_MAX_BUFFERED_BYTES,
-    DEFAULT_MAX_LINE_LENGTH,
-    TLSJSONServerFactory,
-    TLSJSONServerProtocol,
-)
+from txtlsjson.events import EventEmitter, sendOrReport, unexpectedEnd
+from txtlsjson.protocol import TLSJSONServerFactory, TLSJSONServerProtocol, peerOf
+from txtlsjson.settings import ServerSettings
 from txtlsjson.tls import PathLike, serverTLSOptions
+from txtlsjson.wire import JSONObject
 
 
 class _ServerProtocol(TLSJSONServerProtocol):
@@ -35,15 +33,15 @@ class _ServerProtocol(TLSJSONServerProtocol):
         super().connectionMade()
 
     def authenticated(self) -> None:
-        self.factory.server.emit("authenticated", self.connectionId, self.transport.getPeer())  # type: ignore[union-attr]
+        self.factory.server.emit("authenticated", self.connectionId, peerOf(self))
 
     def messageReceived(self, message: JSONObject) -> None:
         self.factory.server.emit("message", self.connectionId, message)
 
-    def sessionRequest(self, requestId: int, request: JSONObject) -> None:
-        server = self.factory.server
-        server.emit("request", self.connectionId, request,
-                    Responder(self, requestId))
+    def requestReceived(self, request: JSONObject) -> Any:
+        res = Responder()
+        self.factory.server.emit("request", self.connectionId, request, res)
+        return res.result()
 
     def errorReceived(self, error: TLSJSONError) -> None:
         self.factory.server.emit("error", self.connectionId, error)
@@ -67,8 +65,9 @@ class _ServerProtocol(TLSJSONServerProtocol):
 class _ServerFactory(TLSJSONServerFactory):
     protocol = _ServerProtocol
 
-    def __init__(self, server: "Server", password: str, **kwargs: Any) -> None:
-        super().__init__(password, **kwargs)
+    def __init__(self, server: "Server", password: str, settings: ServerSettings,
+                 reactor: Optional[IReactorTime]) -> None:
+        super().__init__(password, settings, reactor=reactor)
         self.server = server
 
 
@@ -84,7 +83,8 @@ class Server(EventEmitter):
       - C{authenticated(id, peer)}: client C{id} sent the right password;
         C{peer} is its address.
       - C{message(id, message)}: an application message from client C{id}.
-      - C{request(id, request, res)}: a request; answer with C{res.send(obj)}.
+      - C{request(id, request, res)}: a request; answer with C{res.send(obj)},
+        now or later, once (see L{txtlsjson.answers}).
       - C{close(id)}: the connection C{id} is gone -- exactly once per
         connection, whatever the cause, authenticated or not.
       - C{error(id, error)}: a L{TLSJSONError} about connection C{id}.
@@ -92,6 +92,7 @@ class Server(EventEmitter):
         dropped (C{close} follows).
 
     @ivar factory: the L{TLSJSONServerFactory} underneath.
+    @ivar settings: the L{ServerSettings}.
     """
 
     events = frozenset({"authenticated", "message", "request", "close", "error", "timeout"})
@@ -105,15 +106,9 @@ class Server(EventEmitter):
         chain: Sequence[PathLike] = (),
         clientCA: Optional[Sequence[PathLike]] = None,
         tlsOptions: Any = None,
-        requestTimeout: float = 10.0,
-        keepAliveInterval: float = 10.0,
-        keepAliveTimeout: float = 5.0,
-        authTimeout: float = 10.0,
-        maxLineLength: int = DEFAULT_MAX_LINE_LENGTH,
-        maxBufferedBytes: int = DEFAULT_MAX_BUFFERED_BYTES,
-        authFailureDelay: float = 1.0,
-        authFailureMaxDelay: float = 16.0,
+        settings: Optional[ServerSettings] = None,
         reactor: Optional[IReactorTime] = None,
+        **overrides: Any,
     ) -> None:
         """
         @param password: the password clients must send.
@@ -126,10 +121,14 @@ class Server(EventEmitter):
             factory (e.g. L{twisted.internet.ssl.CertificateOptions}).  With
             neither, only L{listenOn} with an endpoint that does TLS itself
             can be used.
-        @param requestTimeout: see L{TLSJSONServerFactory}, as the rest.
+        @param settings: the L{ServerSettings}; the defaults if L{None}.
+        @param reactor: the reactor; the global one by default.
+        @param overrides: settings by name, replacing those of C{settings}:
+            C{Server(password, ..., requestTimeout=5)}.
         @raise TLSConfigurationError: if a file is missing or invalid.
-        @raise ValueError: for a missing password or certificate, or a
-            negative time.
+        @raise InvalidSetting: for a missing password, an unknown setting
+            or a value out of range.
+        @raise ValueError: for a certificate without its key.
         """
         super().__init__()
         if tlsOptions is None and (certificate is not None or privateKey is not None):
@@ -137,12 +136,8 @@ class Server(EventEmitter):
                 raise ValueError("give both certificate and privateKey (PEM files)")
             tlsOptions = serverTLSOptions(certificate, privateKey, chain, clientCA)
         self._tlsOptions = tlsOptions
-        self.factory = _ServerFactory(
-            self, password, requestTimeout=requestTimeout,
-            keepAliveInterval=keepAliveInterval, keepAliveTimeout=keepAliveTimeout,
-            authTimeout=authTimeout, maxLineLength=maxLineLength,
-            maxBufferedBytes=maxBufferedBytes, authFailureDelay=authFailureDelay,
-            authFailureMaxDelay=authFailureMaxDelay, reactor=reactor)
+        self.settings = ServerSettings.fromOverrides(settings, overrides)
+        self.factory = _ServerFactory(self, password, self.settings, reactor)
         self._reactor: Any = self.factory.clock
         self._connections: Dict[int, _ServerProtocol] = {}
         self._nextId = 0
@@ -202,7 +197,8 @@ class Server(EventEmitter):
         """
         if not self._listeningPorts:
             return None
-        return self._listeningPorts[0].getHost().port  # type: ignore[attr-defined,no-any-return]
+        host = self._listeningPorts[0].getHost()
+        return host.port if isinstance(host, (IPv4Address, IPv6Address)) else None
 
     @property
     def listeningPorts(self) -> List[IListeningPort]:
@@ -240,7 +236,9 @@ class Server(EventEmitter):
         The address of connection C{connectionId}, or L{None} if unknown.
         """
         protocol = self._connections.get(connectionId)
-        return protocol.transport.getPeer() if protocol is not None else None  # type: ignore[union-attr]
+        if protocol is None or protocol.transport is None:
+            return None
+        return protocol.transport.getPeer()
 
     def send(self, connectionId: int, message: JSONObject) -> None:
         """

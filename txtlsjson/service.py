@@ -1,6 +1,15 @@
 """
 A Twisted service that runs a L{Server} on endpoints, for twistd and for
-applications that compose services.
+applications that compose services::
+
+    from twisted.application.service import Application
+    from twisted.internet.endpoints import serverFromString
+
+    server = Server(password)
+    server.on("request", lambda id, request, res: res.send(request))
+    service = TLSJSONService(server, [("port 8888", serverFromString(
+        reactor, "ssl:8888:privateKey=server.key:certKey=server.crt"))])
+    service.setServiceParent(application)
 """
 
 from __future__ import annotations
@@ -13,14 +22,8 @@ from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txtlsjson.errors import AuthenticationFailed, AuthenticationTimeout, TLSJSONError
+from txtlsjson.errors import AuthenticationFailed, AuthenticationTimeout, ListenFailed
 from txtlsjson.server import Server
-
-
-class ListenFailed(TLSJSONError):
-    """
-    The service could not listen on one of its endpoints.
-    """
 
 
 class TLSJSONService(Service):
@@ -56,14 +59,14 @@ class TLSJSONService(Service):
         """
         Listen now, before twistd sheds privileges (for ports below 1024).
         """
-        super().privilegedStartService()
+        super().privilegedStartService()  # type: ignore[no-untyped-call]
         self._listen()
 
     def startService(self) -> None:
         """
         Listen, if L{privilegedStartService} did not already.
         """
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]
         self._listen()
 
     def _listen(self) -> None:
@@ -96,7 +99,7 @@ class TLSJSONService(Service):
 
         @return: a Deferred that fires once all of them are closed.
         """
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]
         self._listening = False
         return self.server.close()
 

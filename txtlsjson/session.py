@@ -21,28 +21,30 @@ from __future__ import annotations
 
 import hmac
 from enum import Enum
-from typing import Callable, List, Optional, Protocol, Union
+from typing import Callable, List, Optional, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txtlsjson.codec import (
-    LONG_STRING,
+from txtlsjson.codec import decodeLine, encodeLine, encodeMessageLine
+from txtlsjson.pieced import LONG_STRING, OutgoingLine, encodeLongMessage
+from txtlsjson.settings import ClientSettings, ConnectionSettings, ServerSettings
+from txtlsjson.wire import (
+    AUTHENTICATED_LINE,
+    INCORRECT_PASSWORD_LINE,
     PING,
-    Line,
     PONG,
     REQUEST_ID,
     RESPONSE_ID,
+    TOO_MANY_ATTEMPTS_LINE,
+    IncomingLine,
     JSONObject,
-    PiecedLine,
-    decodeLine,
-    encodeLine,
-    encodeLongMessage,
-    encodeMessageLine,
     isTruthy,
     isValidId,
+    pingLine,
+    pongLine,
 )
 from txtlsjson.errors import (
     AuthenticationFailed,
@@ -54,10 +56,11 @@ from txtlsjson.errors import (
     KeepAliveTimeout,
     NotConnected,
     TLSJSONError,
+    TooManyAttempts,
     UnknownResponse,
 )
 from txtlsjson.requests import PendingRequests
-from txtlsjson.throttle import AuthenticationThrottle, TooManyAttempts
+from txtlsjson.throttle import AuthenticationThrottle
 
 
 class SessionState(Enum):
@@ -73,10 +76,9 @@ class SessionState(Enum):
     CLOSED = "closed"
 
 
-#: The state the hot paths test for.  Through the class, an Enum member
-#: costs about 70 ns a lookup on Python 3.11 (EnumType's __getattr__ puts
-#: every class attribute lookup on a slow path): more than some of those
-#: paths' own work.
+#: The state the hot paths test for.  Looked up through the class, an Enum
+#: member takes a slow path (EnumType's __getattr__) that costs more than
+#: some of those paths' own work.
 _AUTHENTICATED = SessionState.AUTHENTICATED
 
 
@@ -85,7 +87,7 @@ class ISessionTransport(Protocol):
     What a session needs from its connection.
     """
 
-    def writeLine(self, line: Union[bytes, PiecedLine]) -> None:
+    def writeLine(self, line: OutgoingLine) -> None:
         """
         Send one encoded message, its trailing newline included: bytes, or
         a L{PiecedLine} to send piece after piece.
@@ -127,7 +129,8 @@ class ISessionObserver(Protocol):
 
     def sessionRequest(self, requestId: int, request: JSONObject) -> None:
         """
-        Request C{requestId} arrived; answer it with L{Session.respond}.
+        Request C{requestId} arrived; answer it with L{Session.respond}
+        (see L{txtlsjson.answers}).
         """
 
     def errorReceived(self, error: TLSJSONError) -> None:
@@ -173,27 +176,32 @@ class Session:
         transport: ISessionTransport,
         observer: ISessionObserver,
         clock: IReactorTime,
-        requestTimeout: float,
-        maxLineLength: int,
+        settings: ConnectionSettings,
     ) -> None:
+        """
+        @param transport: writes lines and closes the connection.
+        @param observer: hears what the application should hear.
+        @param clock: runs the timers.
+        @param settings: the connection's settings.
+        """
         self.state = SessionState.AWAITING_AUTHENTICATION
-        self.requests = PendingRequests(clock, requestTimeout)
-        self.maxLineLength = maxLineLength
+        self.requests = PendingRequests(clock, settings.requestTimeout)
+        self.maxLineLength = settings.maxLineLength
         self._transport = transport
         self._observer = observer
         self._clock = clock
         # Lines that arrived while a password check was waiting; None when
         # no check is waiting.
-        self._held: Optional[List[Line]] = None
+        self._held: Optional[List[IncomingLine]] = None
         # How application messages are encoded: whole, until a line longer
         # than LONG_STRING has been sent; from then on each message is
         # looked at for a long string to encode as it is sent, which costs
         # a little on every message (see encodeLongMessage).
-        self._encodeMessage: Callable[..., Union[bytes, PiecedLine]] = encodeMessageLine
+        self._encodeMessage: Callable[..., OutgoingLine] = encodeMessageLine
 
     # -- outgoing ---------------------------------------------------------
 
-    def _tooLong(self, line: Union[bytes, PiecedLine]) -> InvalidOutgoingMessage:
+    def _tooLong(self, line: OutgoingLine) -> InvalidOutgoingMessage:
         return InvalidOutgoingMessage(
             f"message of {len(line) - 1} bytes exceeds maxLineLength ({self.maxLineLength})")
 
@@ -237,57 +245,27 @@ class Session:
 
     # -- incoming ---------------------------------------------------------
 
-    def linesReceived(self, lines: List[Line]) -> None:
+    def lineReceived(self, line: IncomingLine) -> None:
         """
-        Process received lines in order.  Lines that are blank (or only a
-        C{\\r}) are skipped, as the Node peer's line splitter does.
-        """
-        index = 0
-        while self.state is not _AUTHENTICATED:
-            # The password step: rare, so it may take the slow road.
-            if index == len(lines) or self.state is SessionState.CLOSING \
-                    or self.state is SessionState.CLOSED:
-                return
-            if self._held is not None:
-                self._held.extend(lines[index:])
-                return
-            message = self._decode(lines[index])
-            index += 1
-            if message is not None:
-                self._authenticate(message)
-        # The hot path: _decode is inlined.
-        dispatch = self._dispatch
-        for line in (lines[index:] if index else lines):
-            if self.state is not _AUTHENTICATED:
-                return
-            try:
-                message = decodeLine(line)
-            except InvalidMessage as e:
-                if line.strip():
-                    self._badLine(e)
-                continue
-            dispatch(message)
+        Process one received line.  A line that is blank (or only a
+        C{\\r}) is skipped, as the Node peer's line splitter does.
 
-    def _decode(self, line: Line) -> Optional[JSONObject]:
+        Authenticated lines are dispatched in the Node peer's order: a
+        truthy C{requestId} is a request; else a truthy C{responseId} a
+        response; else the keepalive key (C{__ping} on the client, C{__pong}
+        on the server); else an application message.
         """
-        Decode a line; report a bad one, skip a blank one (L{None} for both).
-        """
+        if self.state is not _AUTHENTICATED:
+            self._lineBeforeAuthentication(line)
+            return
+        # The hot path: decoding and dispatch inline, the common cases
+        # first and cheaply.
         try:
-            return decodeLine(line)
+            message = decodeLine(line)
         except InvalidMessage as e:
             if line.strip():
                 self._badLine(e)
-            return None
-
-    def _badLine(self, error: InvalidMessage) -> None:
-        """
-        Report an undecodable line.  Authenticated peers keep their
-        connection; the subclasses decide for the password step.
-        """
-        self._observer.errorReceived(error)
-
-    def _dispatch(self, message: JSONObject) -> None:
-        # The hot path: the common cases are tested first and cheaply.
+            return
         requestId = message.get(REQUEST_ID, _ABSENT)
         if requestId is not _ABSENT:
             if isValidId(requestId):
@@ -323,6 +301,37 @@ class Session:
                 "a password after authentication; dropped unread"))
             return
         self._observer.messageReceived(message)
+
+    def _lineBeforeAuthentication(self, line: IncomingLine) -> None:
+        """
+        The password step: rare, so it may take the slow road.
+        """
+        if self.state is SessionState.CLOSING or self.state is SessionState.CLOSED:
+            return
+        if self._held is not None:
+            self._held.append(line)
+            return
+        message = self._decode(line)
+        if message is not None:
+            self._authenticate(message)
+
+    def _decode(self, line: IncomingLine) -> Optional[JSONObject]:
+        """
+        Decode a line; report a bad one, skip a blank one (L{None} for both).
+        """
+        try:
+            return decodeLine(line)
+        except InvalidMessage as e:
+            if line.strip():
+                self._badLine(e)
+            return None
+
+    def _badLine(self, error: InvalidMessage) -> None:
+        """
+        Report an undecodable line.  Authenticated peers keep their
+        connection; the subclasses decide for the password step.
+        """
+        self._observer.errorReceived(error)
 
     def _invalidId(self, key: str, value: object) -> None:
         self._observer.errorReceived(
@@ -430,21 +439,15 @@ class ServerSession(Session):
         observer: ISessionObserver,
         clock: IReactorTime,
         password: bytes,
-        requestTimeout: float,
-        maxLineLength: int,
-        authTimeout: float,
-        keepAliveInterval: float,
-        keepAliveTimeout: float,
+        settings: ServerSettings,
         onKeepAliveTimeout: Callable[[], None],
         throttle: Optional[AuthenticationThrottle] = None,
         peerKey: str = "",
     ) -> None:
         """
         @param password: the password, UTF-8 encoded.
-        @param authTimeout: seconds a client has to send the right password;
-            C{0} for no limit.
-        @param keepAliveInterval: seconds between pings; C{0} disables them.
-        @param keepAliveTimeout: seconds a pong may take.
+        @param settings: the server's settings: C{authTimeout},
+            C{keepAliveInterval} and C{keepAliveTimeout} apply here.
         @param onKeepAliveTimeout: called when a pong did not come in time,
             before the connection is dropped.
         @param throttle: paces password checks per peer address; none by
@@ -452,11 +455,11 @@ class ServerSession(Session):
         @param peerKey: this peer's key in C{throttle} (its address, see
             L{addressKey<txtlsjson.throttle.addressKey>}).
         """
-        super().__init__(transport, observer, clock, requestTimeout, maxLineLength)
+        super().__init__(transport, observer, clock, settings)
         self._password = password
-        self._authTimeout = authTimeout
-        self._keepAliveInterval = keepAliveInterval
-        self._keepAliveTimeout = keepAliveTimeout
+        self._authTimeout = settings.authTimeout
+        self._keepAliveInterval = settings.keepAliveInterval
+        self._keepAliveTimeout = settings.keepAliveTimeout
         self._onKeepAliveTimeout = onKeepAliveTimeout
         self._throttle = throttle
         self._peerKey = peerKey
@@ -494,7 +497,7 @@ class ServerSession(Session):
         try:
             attempt = self._throttle.attempt(self._peerKey)
         except TooManyAttempts as e:
-            self._transport.writeLine(b'{"error":"too many authentication attempts"}\n')
+            self._transport.writeLine(TOO_MANY_ATTEMPTS_LINE)
             self._drop(AuthenticationFailed(str(e)), flush=True)
             return
         if not attempt.called:
@@ -517,7 +520,8 @@ class ServerSession(Session):
         assert self._throttle is not None
         self._throttle.finished(self._peerKey, matched)
         if held and matched:
-            self.linesReceived(held)
+            for line in held:
+                self.lineReceived(line)
 
     def _checkPassword(self, password: object) -> bool:
         """
@@ -533,10 +537,10 @@ class ServerSession(Session):
         else:
             matched = False
         if not matched:
-            self._transport.writeLine(b'{"error":"incorrect password"}\n')
+            self._transport.writeLine(INCORRECT_PASSWORD_LINE)
             self._drop(AuthenticationFailed(), flush=True)
             return False
-        self._transport.writeLine(b'{"authenticated":true}\n')
+        self._transport.writeLine(AUTHENTICATED_LINE)
         if self._keepAliveInterval > 0:
             self._pingTimer = self._clock.callLater(self._keepAliveInterval, self._ping)
         self._becomeAuthenticated()
@@ -546,7 +550,7 @@ class ServerSession(Session):
         # Never 0: the Node client answers only a truthy __ping.
         self._lastPing += 1
         self._pingTimer = None
-        self._transport.writeLine(b'{"__ping":%d}\n' % (self._lastPing,))
+        self._transport.writeLine(pingLine(self._lastPing))
         self._pongTimer = self._clock.callLater(self._keepAliveTimeout, self._pongTimedOut)
 
     def _keepAlive(self, value: object) -> None:
@@ -585,18 +589,16 @@ class ClientSession(Session):
         observer: ISessionObserver,
         clock: IReactorTime,
         password: str,
-        requestTimeout: float,
-        maxLineLength: int,
-        idleTimeout: float,
+        settings: ClientSettings,
     ) -> None:
         """
         @param password: the password to send.
-        @param idleTimeout: seconds of total silence from the server after
-            which it is taken for dead; C{0} disables the check.
+        @param settings: the client's settings: C{idleTimeout} applies
+            here (C{0} disables the check).
         """
-        super().__init__(transport, observer, clock, requestTimeout, maxLineLength)
+        super().__init__(transport, observer, clock, settings)
         self._password = password
-        self._idleTimeout = idleTimeout
+        self._idleTimeout = settings.idleTimeout
         self._idleTimer: Optional[IDelayedCall] = None
         self._lastHeard = 0.0
 
@@ -642,7 +644,7 @@ class ClientSession(Session):
 
     def _keepAlive(self, value: object) -> None:
         if type(value) is int:
-            self._transport.writeLine(b'{"__pong":%d}\n' % (value,))
+            self._transport.writeLine(pongLine(value))
         else:
             self._observer.errorReceived(InvalidMessage(
                 f"__ping must be an integer, not {value!r}; line dropped"))

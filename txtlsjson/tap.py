@@ -13,13 +13,15 @@ environment variable, never from the command line.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, List, Tuple
+from typing import Any, Callable, List, Tuple
 
 from twisted.application.service import IService
 from twisted.python import usage
 
-from txtlsjson.protocol import DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_LINE_LENGTH
+from txtlsjson.errors import InvalidSetting
+from txtlsjson.settings import LISTEN_PORT, Kind, ServerSettings
 
 #: What C{--dev} uses, relative to the current directory (a checkout).
 DEV_CERTIFICATE = Path("certs") / "localhost.crt"
@@ -29,32 +31,29 @@ DEV_PORT = 8888
 DEV_INTERFACE = "127.0.0.1"
 
 
-def _seconds(value: str) -> float:
-    number = float(value)
-    if not number >= 0:
-        raise ValueError(f"{value!r} is not a number of seconds >= 0")
-    return number
+def _coerce(option: str, kind: Kind) -> Callable[[str], Any]:
+    """
+    A C{usage} coerce function reading C{--option} as C{kind} says.
+    """
+    def coerce(text: str) -> Any:
+        return kind.fromString(f"--{option}", text)
+
+    return coerce
 
 
-def _port(value: str) -> int:
-    number = int(value)
-    if not 0 <= number <= 65535:
-        raise ValueError(f"{value!r} is not a port number (0-65535; 0 picks a free one)")
-    return number
-
-
-def _size(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError(f"{value!r} is not a number of bytes >= 0")
-    return number
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(f"{value!r} is not a positive number")
-    return number
+def _settingOptions() -> List[List[Any]]:
+    """
+    The C{optParameters} of the L{ServerSettings} that have an option: their
+    names, defaults, help and checks are those of the settings.
+    """
+    parameters: List[List[Any]] = []
+    for spec in ServerSettings.specifications():
+        option = spec.metadata["option"]
+        if option is not None:
+            help = spec.metadata["help"]
+            parameters.append([option, None, spec.default, help[0].upper() + help[1:] + ".",
+                               _coerce(option, spec.metadata["kind"])])
+    return parameters
 
 
 class Options(usage.Options):
@@ -77,7 +76,7 @@ class Options(usage.Options):
     ]
     optParameters: List[List[Any]] = [
         ["port", "p", None, "TCP port to listen on with TLS (with --cert and --key; "
-         "0 picks a free one, which is logged).", _port],
+         "0 picks a free one, which is logged).", _coerce("port", LISTEN_PORT)],
         ["interface", "i", "", "Address to bind --port to (default: all)."],
         ["cert", "c", None, "PEM file of the server certificate (its chain may follow)."],
         ["key", "k", None, "PEM file of the server's unencrypted private key."],
@@ -86,26 +85,11 @@ class Options(usage.Options):
         ["handler", None, None,
          "The application: package.module:name of a handler, or of a callable taking "
          "the Server and returning one (see txtlsjson.handler)."],
-        ["request-timeout", None, 10.0, "Seconds a request to a client waits for its "
-         "response (0: forever).", _seconds],
-        ["keepalive-interval", None, 10.0, "Seconds between pings to each client "
-         "(0: no pings).", _seconds],
-        ["keepalive-timeout", None, 5.0, "Seconds a client has to answer a ping.", _seconds],
-        ["auth-timeout", None, 10.0, "Seconds a new connection has to authenticate.",
-         _seconds],
-        ["max-line-length", None, DEFAULT_MAX_LINE_LENGTH,
-         "Longest message in bytes.", _positive],
-        ["max-buffered-bytes", None, DEFAULT_MAX_BUFFERED_BYTES,
-         "Bytes that may wait for a client that stopped reading before it is dropped "
-         "(0: no limit).", _size],
-        ["auth-failure-delay", None, 1.0, "Seconds the next answer to an address (IPv6: "
-         "its /64 network) waits after a wrong password from it, doubling per failure "
-         "(0: no wait).", _seconds],
-        ["auth-failure-max-delay", None, 16.0, "Longest such wait.", _seconds],
     ]
+    optParameters.extend(_settingOptions())
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self["listen"] = []
         self["chain"] = []
         self["client-ca"] = []
@@ -151,8 +135,31 @@ class Options(usage.Options):
             raise usage.UsageError(
                 "--cert, --key, --chain and --client-ca go with --port; an ssl: --listen "
                 "endpoint names its own files")
-        if self["keepalive-interval"] > 0 and self["keepalive-timeout"] <= 0:
-            raise usage.UsageError("--keepalive-timeout must be > 0 when pings are sent")
+        try:
+            self.settings = self._settings()
+        except InvalidSetting as e:
+            raise usage.UsageError(str(e)) from None
+
+    def _settings(self) -> ServerSettings:
+        """
+        The L{ServerSettings} the options give (checked once more as a
+        whole: some settings depend on others).
+        """
+        values = {}
+        options = {}
+        for spec in ServerSettings.specifications():
+            option = spec.metadata["option"]
+            if option is not None:
+                values[spec.name] = self[option]
+                options[spec.name] = f"--{option}"
+        try:
+            return ServerSettings(**values)
+        except InvalidSetting as e:
+            # Said with the options' names, not the settings'.
+            message = str(e)
+            for name, option in options.items():
+                message = re.sub(rf"\b{name}\b", option, message)
+            raise InvalidSetting(message) from None
 
 
 def _fail(message: str) -> SystemExit:
@@ -171,8 +178,9 @@ def makeService(options: Options) -> IService:
     from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 
     from txtlsjson.errors import TLSConfigurationError
-    from txtlsjson.handler import EchoHandler, HandlerError, attachHandler, loadHandler
-    from txtlsjson.password import PasswordError, loadPassword
+    from txtlsjson.errors import HandlerError, PasswordError
+    from txtlsjson.handler import EchoHandler, attachHandler, loadHandler
+    from txtlsjson.password import loadPassword
     from txtlsjson.server import DEFAULT_BACKLOG, Server
     from txtlsjson.service import TLSJSONService, logServerEvents
     from txtlsjson.tls import serverTLSOptions
@@ -199,17 +207,7 @@ def makeService(options: Options) -> IService:
         except Exception as e:
             raise _fail(f"bad --listen endpoint {description!r}: {e}") from None
 
-    server = Server(
-        password,
-        requestTimeout=options["request-timeout"],
-        keepAliveInterval=options["keepalive-interval"],
-        keepAliveTimeout=options["keepalive-timeout"],
-        authTimeout=options["auth-timeout"],
-        maxLineLength=options["max-line-length"],
-        maxBufferedBytes=options["max-buffered-bytes"],
-        authFailureDelay=options["auth-failure-delay"],
-        authFailureMaxDelay=options["auth-failure-max-delay"],
-    )
+    server = Server(password, settings=options.settings)
     if options["handler"]:
         try:
             handler = loadHandler(options["handler"], server)

@@ -19,6 +19,11 @@ from typing import Deque, Optional
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from txtlsjson.errors import TooManyAttempts
+from txtlsjson.settings import ServerSettings
+
+_DEFAULTS = ServerSettings()
+
 
 def addressKey(host: str) -> str:
     """
@@ -38,12 +43,6 @@ def addressKey(host: str) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
     return host
-
-
-class TooManyAttempts(Exception):
-    """
-    An address already has the maximum number of password attempts waiting.
-    """
 
 
 class _Address:
@@ -66,8 +65,8 @@ class AuthenticationThrottle:
     def __init__(
         self,
         clock: IReactorTime,
-        baseDelay: float = 1.0,
-        maxDelay: float = 16.0,
+        baseDelay: float = _DEFAULTS.authFailureDelay,
+        maxDelay: float = _DEFAULTS.authFailureMaxDelay,
         forgetAfter: float = 600.0,
         maxWaiting: int = 16,
         maxAddresses: int = 100_000,

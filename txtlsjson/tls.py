@@ -12,7 +12,7 @@ such certificates.  L{StrictClientTLSOptions} refuses them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
@@ -25,8 +25,14 @@ from service_identity.hazmat import DNS_ID, IPAddress_ID, ServiceID, verify_serv
 from service_identity.pyopenssl import extract_patterns
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
-from twisted.internet.ssl import CertificateOptions, TLSVersion, platformTrust, trustRootFromCertificates
+from twisted.internet.ssl import (
+    CertificateOptions,
+    TLSVersion,
+    platformTrust,
+    trustRootFromCertificates,
+)
 from twisted.internet.ssl import Certificate as TwistedCertificate
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -40,7 +46,7 @@ def _idnaBytes(hostname: str) -> bytes:
         import idna
     except ImportError:  # service_identity works without it for ASCII names
         return hostname.encode("idna")
-    return idna.encode(hostname)  # type: ignore[no-any-return]
+    return idna.encode(hostname)
 
 #: The oldest protocol version either side accepts.
 MINIMUM_TLS_VERSION = TLSVersion.TLSv1_2
@@ -84,7 +90,8 @@ def loadPrivateKey(path: PathLike) -> PrivateKeyTypes:
     return key
 
 
-def _trustRoot(caFiles: Iterable[PathLike]):  # type: ignore[no-untyped-def]
+def _trustRoot(caFiles: Iterable[PathLike]) -> Any:
+    # An IOpenSSLTrustRoot, which Twisted does not export for hints.
     certificates = [TwistedCertificate(X509.from_cryptography(c))
                     for path in caFiles for c in loadCertificates(path)]
     return trustRootFromCertificates(certificates)
@@ -112,23 +119,18 @@ def serverTLSOptions(
     for path in chain:
         extra.extend(loadCertificates(path))
     key = loadPrivateKey(privateKey)
-    options = {}
+    # Twisted's hints still name pyOpenSSL's X509/PKey, which pyOpenSSL
+    # (since 24.3) deprecates in favour of the cryptography objects passed
+    # here: the options go as Any.
+    options: Dict[str, Any] = dict(privateKey=key, certificate=leaf, extraCertChain=extra)
     if clientCA:
-        options = dict(
+        options.update(
             verify=True,
             requireCertificate=True,
             caCerts=[X509.from_cryptography(c) for path in clientCA for c in loadCertificates(path)],
         )
     try:
-        # Twisted's hints still name pyOpenSSL's X509/PKey, which pyOpenSSL
-        # (since 24.3) deprecates in favour of these cryptography objects.
-        result = CertificateOptions(
-            privateKey=key,  # type: ignore[arg-type]
-            certificate=leaf,  # type: ignore[arg-type]
-            extraCertChain=extra,  # type: ignore[arg-type]
-            raiseMinimumTo=MINIMUM_TLS_VERSION,
-            **options,  # type: ignore[arg-type]
-        )
+        result = CertificateOptions(raiseMinimumTo=MINIMUM_TLS_VERSION, **options)
         result.getContext()
     except SSL.Error as e:
         raise TLSConfigurationError(
@@ -162,7 +164,7 @@ class StrictClientTLSOptions:
             self._serverName = _idnaBytes(hostname)
             self._serviceID = DNS_ID(hostname)
 
-    def clientConnectionForTLS(self, tlsProtocol):  # type: ignore[no-untyped-def]
+    def clientConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
         """
         Create the OpenSSL connection for one TLS client connection.
         """
@@ -175,7 +177,8 @@ class StrictClientTLSOptions:
         )
         return connection
 
-    def _verifyCallback(self, tlsProtocol):  # type: ignore[no-untyped-def]
+    def _verifyCallback(self, tlsProtocol: TLSMemoryBIOProtocol
+                        ) -> Callable[[SSL.Connection, X509, int, int, int], bool]:
         hostname = self._hostname
         serviceID = self._serviceID
 
@@ -220,7 +223,8 @@ def clientTLSOptions(
     @raise TLSConfigurationError: if a file is missing or invalid.
     """
     trustRoot = _trustRoot(ca) if ca else platformTrust()
-    options = {}
+    # As in serverTLSOptions: the cryptography objects go as Any.
+    options: Dict[str, Any] = {}
     if clientCertificate is not None:
         leaf, *extra = loadCertificates(clientCertificate)
         options = dict(
@@ -230,5 +234,5 @@ def clientTLSOptions(
         )
     return StrictClientTLSOptions(
         hostname,
-        CertificateOptions(trustRoot=trustRoot, raiseMinimumTo=MINIMUM_TLS_VERSION, **options),  # type: ignore[arg-type]
+        CertificateOptions(trustRoot=trustRoot, raiseMinimumTo=MINIMUM_TLS_VERSION, **options),
     )
