@@ -16,7 +16,6 @@ from txtlsjson.errors import (
     AuthenticationTimeout,
     InvalidOutgoingMessage,
     NotConnected,
-    TLSJSONError,
 )
 from txtlsjson.events import EventEmitter
 

@@ -20,11 +20,11 @@ from txtlsjson.errors import (
 )
 from txtlsjson.protocol import (
     FLUSH_TIMEOUT,
-    UNAUTHENTICATED_MAX_LINE_LENGTH,
     TLSJSONServerFactory,
     TLSJSONServerProtocol,
 )
 from txtlsjson.session import SessionState
+from txtlsjson.settings import UNAUTHENTICATED_MAX_LINE_LENGTH
 
 from .helpers import authenticatedServer, connectProtocol
 
