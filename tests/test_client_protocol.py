@@ -416,3 +416,17 @@ def test_protocolObserversCancellable() -> None:
         d.addErrback(lambda f: f.trap(CancelledError))
         d.cancel()
         assert len(getattr(protocol, observers)) == 0
+
+
+def test_connectFiresAfterAuthenticatedHandlers() -> None:
+    """
+    What awaits C{connect()} runs after the C{authenticated} handlers, as a
+    Node user expects: state they set up is there.
+    """
+    t = Timeline()
+    order: List[str] = []
+    t.client.on("authenticated", lambda: order.append("handler"))
+    t.client.connect().addCallback(lambda _: order.append("connected"))
+    t.client.whenAuthenticated().addCallback(lambda _: order.append("waited"))
+    t.connector.succeed()
+    assert order == ["handler", "connected", "waited"]
