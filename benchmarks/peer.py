@@ -278,10 +278,13 @@ class _AMPPeer(amp.AMP, Channel):
         self.callRemote(Message, seq=message["seq"], payload=message["payload"])
 
     def request(self, request: Dict[str, Any]) -> "Deferred[Dict[str, Any]]":
+        answer: Deferred[Dict[str, Any]]
         if "op" in request:
-            return self.callRemote(Control, request=json.dumps(request)).addCallback(
+            answer = self.callRemote(Control, request=json.dumps(request)).addCallback(
                 lambda answer: json.loads(answer["response"]))
-        return self.callRemote(Echo, seq=request["seq"], payload=request["payload"])
+        else:
+            answer = self.callRemote(Echo, seq=request["seq"], payload=request["payload"])
+        return answer
 
     @Message.responder
     def _message(self, seq: int, payload: str) -> Dict[str, Any]:
@@ -545,7 +548,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         port = SERVE[args.impl](args.port, args.cert, args.key, Handler(sizes))
         print(f"READY {port}", flush=True)
-        reactor.run()  # type: ignore[attr-defined]
+        reactor.run()
         return
 
     async def client(_: Any) -> None:

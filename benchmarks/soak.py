@@ -195,7 +195,7 @@ async def runSoak(reactor: Any, clients: int, seconds: float, flakyFraction: flo
         asker = Client("localhost", port, PASSWORD, ca=[certPath], reactor=reactor)
         await asker.connect()
         try:
-            return await asker.request({"op": "stats"})  # type: ignore[no-any-return]
+            return await asker.request({"op": "stats"})
         finally:
             await asker.disconnect()
 

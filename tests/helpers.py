@@ -5,10 +5,11 @@ connector for reconnect timelines.  The one C{iosim} import lives here.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple, cast
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
+from twisted.internet.interfaces import IConnector
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -17,7 +18,6 @@ from twisted.test import iosim
 
 from txtlsjson.protocol import (
     TLSJSONClientFactory,
-    TLSJSONProtocol,
     TLSJSONServerFactory,
 )
 
@@ -33,6 +33,8 @@ class RecordingTransport(StringTransport):
     """
 
     noDelay = False
+    #: Who hears of the close: the protocol, or whatever stands for it.
+    protocol: Any = None
 
     def setTcpNoDelay(self, enabled: bool) -> None:
         self.noDelay = enabled
@@ -40,7 +42,7 @@ class RecordingTransport(StringTransport):
     def loseConnection(self) -> None:
         if self.disconnecting:
             return
-        super().loseConnection()
+        super().loseConnection()  # type: ignore[no-untyped-call]
         self.protocol.connectionLost(Failure(ConnectionDone()))
 
     def abortConnection(self) -> None:
@@ -51,16 +53,19 @@ class RecordingTransport(StringTransport):
         @return: the lines written so far, without their newlines; the
             buffer is then emptied.
         """
-        data = self.value()
+        data: bytes = self.value()
         self.clear()
         assert data == b"" or data.endswith(b"\n"), data
         return data.split(b"\n")[:-1]
 
 
 def connectProtocol(factory: Any, address: IPv4Address = CLIENT_ADDRESS
-                    ) -> Tuple[TLSJSONProtocol, RecordingTransport]:
+                    ) -> Tuple[Any, RecordingTransport]:
     """
     Build a protocol from C{factory} and connect it to a L{RecordingTransport}.
+
+    @return: the protocol (as L{Any}: tests give it hooks by assignment)
+        and its transport.
     """
     protocol = factory.buildProtocol(address)
     transport = RecordingTransport(peerAddress=address)
@@ -70,7 +75,7 @@ def connectProtocol(factory: Any, address: IPv4Address = CLIENT_ADDRESS
 
 
 def authenticatedServer(clock: Clock, **settings: Any
-                        ) -> Tuple[TLSJSONProtocol, RecordingTransport]:
+                        ) -> Tuple[Any, RecordingTransport]:
     """
     A server protocol whose client has sent the right password (C{"pw"}).
     """
@@ -82,7 +87,7 @@ def authenticatedServer(clock: Clock, **settings: Any
 
 
 def authenticatedClient(clock: Clock, **settings: Any
-                        ) -> Tuple[TLSJSONProtocol, RecordingTransport]:
+                        ) -> Tuple[Any, RecordingTransport]:
     """
     A client protocol that the server has accepted.
     """
@@ -129,7 +134,7 @@ class ScriptedConnector:
 
     def connect(self) -> None:
         self.attempts += 1
-        self.factory.startedConnecting(self)
+        self.factory.startedConnecting(cast(IConnector, self))
 
     def stopConnecting(self) -> None:
         self.stopped = True
@@ -145,7 +150,7 @@ class ScriptedConnector:
         self.factory.clientConnectionFailed(self, Failure(error or ConnectionRefusedError()))
 
     def succeed(self, authenticate: bool = True) -> Any:
-        protocol = self.factory.buildProtocol(SERVER_ADDRESS)
+        protocol: Any = self.factory.buildProtocol(SERVER_ADDRESS)
         transport = RecordingTransport(peerAddress=SERVER_ADDRESS)
         transport.protocol = _Notifying(protocol, self)
         protocol.makeConnection(transport)

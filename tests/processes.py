@@ -52,7 +52,7 @@ class RunningProcess(ProcessProtocol):
         if self.stdin is not None:
             self.transport.write(self.stdin)  # type: ignore[union-attr]
             self.transport.closeStdin()  # type: ignore[union-attr]
-        self._killer = reactor.callLater(self.limit, self._kill)  # type: ignore[attr-defined]
+        self._killer = reactor.callLater(self.limit, self._kill)
 
     def _kill(self) -> None:
         self.transport.signalProcess("KILL")  # type: ignore[union-attr]
@@ -118,7 +118,7 @@ def spawn(argv: Sequence[str], stdin: Optional[bytes] = None,
     environment.pop("TLSJSON_PASSWORD", None)
     environment.update(env or {})
     process = RunningProcess(stdin=stdin, limit=limit)
-    reactor.spawnProcess(  # type: ignore[attr-defined]
+    reactor.spawnProcess(
         process, argv[0], list(argv), env=environment, path=str(cwd or REPOSITORY))
     return process
 

@@ -36,7 +36,7 @@ def byHook(answer: Callable[[Any], Any]) -> Tuple[Any, RecordingTransport, List[
     return protocol, transport, errors
 
 
-def _facade(attach: Callable[[Server, Callable[[Any], Any]], None],
+def _facade(attach: Callable[[Server, Callable[[Any], Any]], object],
             answer: Callable[[Any], Any]) -> Tuple[Any, RecordingTransport, List[Exception]]:
     server = Server("pw", tlsOptions=object(), reactor=Clock())
     errors: List[Exception] = []

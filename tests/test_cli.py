@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any, List
+from typing import Any, List, cast
 
 import pytest
-import pytest_twisted
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -28,16 +27,17 @@ from txtlsjson.cli import (
 )
 
 from .conftest import PKI
+from .inreactor import blockOn, inReactor
 from .processes import tlsjson
 
 
 @pytest.fixture
 def server(pki: PKI) -> Any:
     server = Server("s3cret", certificate=pki.serverCert, privateKey=pki.serverKey)
-    pytest_twisted.blockon(server.listen(0, "127.0.0.1"))
+    blockOn(server.listen(0, "127.0.0.1"))
     server.on("request", lambda i, req, res: res.send({"echo": req}))
     yield server
-    pytest_twisted.blockon(server.close())
+    blockOn(server.close())
 
 
 def common(server: Server, pki: PKI) -> List[str]:
@@ -47,7 +47,7 @@ def common(server: Server, pki: PKI) -> List[str]:
 ENV = {"TLSJSON_PASSWORD": "s3cret"}
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_request(server: Server, pki: PKI) -> None:
     """
     C{request} prints the response as JSON and exits 0.
@@ -58,7 +58,7 @@ async def test_request(server: Server, pki: PKI) -> None:
     assert outcome.out == '{"echo": {"hello": "w\u00f6rld"}}\n'
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_requestPasswordFile(server: Server, pki: PKI, tmp_path: Path) -> None:
     """
     The password may come from --password-file.
@@ -70,7 +70,7 @@ async def test_requestPasswordFile(server: Server, pki: PKI, tmp_path: Path) -> 
     assert outcome.code == EXIT_OK, outcome
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_requestStdin(server: Server, pki: PKI) -> None:
     """
     Without a message, each JSON line of stdin is one request; blank lines
@@ -82,7 +82,7 @@ async def test_requestStdin(server: Server, pki: PKI) -> None:
     assert outcome.out.splitlines() == ['{"echo": {"n": 1}}', '{"echo": {"n": 2}}']
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_send(server: Server, pki: PKI) -> None:
     """
     C{send} delivers one message, or each stdin line, and exits 0.
@@ -114,7 +114,7 @@ def _closes(server: Server, count: int) -> Any:
     return d.addTimeout(20, reactor)
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_listen(server: Server, pki: PKI) -> None:
     """
     C{listen} stays connected, prints each message as a JSON line, and exits
@@ -133,7 +133,7 @@ async def test_listen(server: Server, pki: PKI) -> None:
     assert outcome.out.splitlines() == ['{"tick": 1}', '{"tick": 2}']
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_wrongPassword(server: Server, pki: PKI) -> None:
     """
     A refused password exits 4 with one line on stderr.
@@ -145,7 +145,7 @@ async def test_wrongPassword(server: Server, pki: PKI) -> None:
 
 
 @pytest.mark.parametrize("message", ['{"a": ', "[1, 2]", '{"requestId": 1}'])
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_badInput(server: Server, pki: PKI, message: str) -> None:
     """
     A message that is not a JSON object (or one the protocol refuses)
@@ -156,7 +156,7 @@ async def test_badInput(server: Server, pki: PKI, message: str) -> None:
     assert outcome.err.startswith("tlsjson: ") and outcome.err.count("\n") == 1
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_badStdinLine(server: Server, pki: PKI) -> None:
     """
     A bad stdin line exits 6, naming the line, after the lines before it
@@ -169,7 +169,7 @@ async def test_badStdinLine(server: Server, pki: PKI) -> None:
     assert "stdin line 2" in outcome.err
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_connectionRefused(pki: PKI) -> None:
     """
     Nothing listening exits 3.
@@ -183,7 +183,7 @@ async def test_connectionRefused(pki: PKI) -> None:
     assert "refused" in outcome.err
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_certificateNameMismatch(server: Server, pki: PKI) -> None:
     """
     A server certificate that does not name the host exits 3.
@@ -194,7 +194,7 @@ async def test_certificateNameMismatch(server: Server, pki: PKI) -> None:
     assert "does not match 'example.org'" in outcome.err
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_timeout(pki: PKI) -> None:
     """
     A request that gets no response within --timeout exits 5 (this server
@@ -211,7 +211,7 @@ async def test_timeout(pki: PKI) -> None:
     assert outcome.err == "tlsjson: request timeout\n"
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_noPassword(server: Server, pki: PKI) -> None:
     """
     No password anywhere is a usage error, exit 2.
@@ -224,7 +224,8 @@ async def test_noPassword(server: Server, pki: PKI) -> None:
 def run(argv: List[str]) -> Any:
     import io
 
-    out, err, codes = io.StringIO(), io.StringIO(), []
+    out, err = io.StringIO(), io.StringIO()
+    codes: List[int] = []
     main(argv, out=out, err=err, exit=codes.append)  # type: ignore[arg-type]
     return out.getvalue(), err.getvalue(), codes[0]
 
@@ -270,7 +271,7 @@ def test_certsWorkForHostnameVerification(tmp_path: Path) -> None:
     assert client.isAuthenticated and lost == []
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_silentServerTimesOut(pki: PKI) -> None:
     """
     A server that accepts the TCP connection and then says nothing (no TLS,
@@ -279,7 +280,7 @@ async def test_silentServerTimesOut(pki: PKI) -> None:
     from twisted.internet import reactor
     from twisted.internet.protocol import Factory, Protocol
 
-    port = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+    port: Any = cast(Any, reactor).listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
     try:
         outcome = await tlsjson("request", "--port", str(port.getHost().port), "--ca",
                                 str(pki.caCert), "--timeout", "0.5", "{}", env=ENV).ended

@@ -158,6 +158,14 @@ def test_factoryStopTryingSurvivesAuthentication() -> None:
     assert clock.getDelayedCalls() == []
 
 
+
+def stateOf(client: Client) -> ClientState:
+    """
+    C{client}'s state, read afresh (for the type checker, which would
+    otherwise take it as still what an earlier assertion found).
+    """
+    return client.state
+
 class Timeline:
     """
     A L{Client} on a L{ScriptedReactor}, recording its events.
@@ -194,12 +202,12 @@ def test_clientFirstAttemptRetried() -> None:
     suppressed until a connection is made.
     """
     t = Timeline(reconnectInterval=5)
-    assert t.client.state is ClientState.IDLE
+    assert stateOf(t.client) is ClientState.IDLE
     connected = t.client.connect()
-    assert t.client.state is ClientState.CONNECTING
+    assert stateOf(t.client) is ClientState.CONNECTING
     t.connector.fail()
     assert t.take() == [("error", "ConnectionFailed"), ("close",)]
-    assert t.client.state is ClientState.RECONNECTING
+    assert stateOf(t.client) is ClientState.RECONNECTING
     t.reactor.advance(5)
     assert t.take() == [("reconnectAttempt",)]
     t.connector.fail()
@@ -209,7 +217,7 @@ def test_clientFirstAttemptRetried() -> None:
     t.reactor.advance(5)
     t.connector.succeed()
     assert t.take() == [("reconnectAttempt",), ("authenticated",)]
-    assert t.client.state is ClientState.CONNECTED
+    assert stateOf(t.client) is ClientState.CONNECTED
     assert connected.called and connected.result is None
     t.connector.lose()
     assert t.take() == [("close",)]
@@ -325,7 +333,7 @@ def test_clientDisconnectConnected() -> None:
     assert t.take() == [("close",)]
     assert t.reactor.getDelayedCalls() == []
     assert not t.client.isAuthenticated
-    assert t.client.state is ClientState.IDLE
+    assert stateOf(t.client) is ClientState.IDLE
 
 
 def test_clientSendBeforeAuthentication() -> None:

@@ -6,7 +6,7 @@ expects, and every refusal.
 from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
-from typing import Any
+from typing import Any, Dict
 
 import pytest
 
@@ -102,7 +102,7 @@ def test_circularRefused() -> None:
     """
     A circular structure is refused, not a crash.
     """
-    message: dict = {}
+    message: Dict[str, Any] = {}
     message["self"] = message
     with pytest.raises(InvalidOutgoingMessage):
         encodeLine(message)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
-import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import cooperate, deferLater
@@ -30,6 +29,7 @@ from txtlsjson import (
 
 from .conftest import PKI
 from .faults import FlakyProxy
+from .inreactor import inReactor
 from .processes import REPOSITORY, tlsjson, twistd
 
 WAIT = 20.0
@@ -79,7 +79,7 @@ async def stopProcess(process: Any) -> None:
     await process.ended
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_serverKilledAndRestarted(pki: PKI, passwordFile: Path) -> None:
     """
     SIGKILL the server process: the client's pending request fails at once
@@ -113,7 +113,7 @@ async def test_serverKilledAndRestarted(pki: PKI, passwordFile: Path) -> None:
             await stopProcess(second)
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_serverFrozen(pki: PKI, passwordFile: Path) -> None:
     """
     SIGSTOP the server for longer than the keepalive interval plus timeout:
@@ -144,7 +144,7 @@ async def test_serverFrozen(pki: PKI, passwordFile: Path) -> None:
         await stopProcess(process)
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_clientFrozen(pki: PKI) -> None:
     """
     SIGSTOP a client process: the server times it out (no pong) and drops
@@ -171,7 +171,7 @@ async def test_clientFrozen(pki: PKI) -> None:
     assert outcome.code == 0, outcome
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_flickeringLink(pki: PKI) -> None:
     """
     Through a proxy that cuts every connection at a random moment (in the
@@ -206,8 +206,8 @@ async def test_flickeringLink(pki: PKI) -> None:
             state["unauthenticatedCloses"] += 1
         protocolClosed(protocol)
 
-    factory.connectionMade = opened  # type: ignore[method-assign]
-    factory.protocolClosed = closed  # type: ignore[method-assign]
+    factory.connectionMade = opened
+    factory.protocolClosed = closed
     client.on("authenticated", lambda: state["authenticatedProtocols"].append(factory.client))
     requests: List[Deferred[Any]] = []
     try:
@@ -257,7 +257,7 @@ def _ours(call: Any) -> bool:
     return module.startswith("txtlsjson") or "txtlsjson" in repr(func)
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_slowConsumer(pki: PKI) -> None:
     """
     A client that stops reading while the server sends to it: the server
@@ -314,7 +314,7 @@ async def test_slowConsumer(pki: PKI) -> None:
         await server.close()
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_gracefulShutdown(pki: PKI) -> None:
     """
     C{server.close()} stops accepting, closes every client, errbacks the

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import resource
 from pathlib import Path
-from typing import Any, List
+from typing import Any, List, cast
 
 import pytest
-import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, wrapClientTLS
@@ -33,6 +32,7 @@ from txtlsjson.tap import Options, makeService
 
 from .conftest import PKI
 from .faults import Firehose, RawLines, memoryOf
+from .inreactor import blockOn, inReactor
 from .processes import twistd
 from .test_faults import freePort, nextEvent
 
@@ -63,7 +63,7 @@ def passwordFile(tmp_path: Path) -> Path:
     return path
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_hugeLines(pki: PKI, passwordFile: Path) -> None:
     """
     A 200 MiB line with no newline, before and after authentication, against
@@ -105,9 +105,9 @@ async def test_hugeLines(pki: PKI, passwordFile: Path) -> None:
 @pytest.fixture
 def server(pki: PKI) -> Any:
     server = Server("s3cret", certificate=pki.serverCert, privateKey=pki.serverKey)
-    pytest_twisted.blockon(server.listen(0, "127.0.0.1"))
+    blockOn(server.listen(0, "127.0.0.1"))
     yield server
-    pytest_twisted.blockon(server.close())
+    blockOn(server.close())
 
 
 BAD_LINES = [
@@ -129,7 +129,7 @@ BAD_LINES = [
 ]
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_badLines(server: Server, pki: PKI) -> None:
     """
     Each kind of bad line from an authenticated client: an error event with
@@ -152,7 +152,7 @@ async def test_badLines(server: Server, pki: PKI) -> None:
     assert not raw.ended.called
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_badLinesFromClientSide(pki: PKI) -> None:
     """
     The client side treats a hostile server the same way.
@@ -170,7 +170,7 @@ async def test_badLinesFromClientSide(pki: PKI) -> None:
                     b'{"requestId":-1}\n{"ok":1}\n')
 
     factory = Factory.forProtocol(Hostile)
-    port = reactor.listenSSL(0, factory, serverTLSOptions(pki.serverCert, pki.serverKey),
+    port = cast(Any, reactor).listenSSL(0, factory, serverTLSOptions(pki.serverCert, pki.serverKey),
                              interface="127.0.0.1")
     client = Client("localhost", port.getHost().port, "s3cret", ca=[pki.caCert])
     errors: List[Any] = []
@@ -187,7 +187,7 @@ async def test_badLinesFromClientSide(pki: PKI) -> None:
         await port.stopListening()
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_loneSurrogateRefusedLocally(server: Server, pki: PKI) -> None:
     """
     Sending a lone surrogate fails locally with a clear error; the
@@ -206,7 +206,7 @@ async def test_loneSurrogateRefusedLocally(server: Server, pki: PKI) -> None:
         await client.disconnect()
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_lineTooLongAfterAuthentication(pki: PKI) -> None:
     """
     An over-long line from an authenticated client is reported
@@ -231,7 +231,7 @@ async def test_lineTooLongAfterAuthentication(pki: PKI) -> None:
         await server.close()
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_passwordGuessingSlowed(pki: PKI) -> None:
     """
     After a wrong password from 127.0.0.1, its further attempts are answered
@@ -255,7 +255,10 @@ async def test_passwordGuessingSlowed(pki: PKI) -> None:
         for n, guesser in enumerate(guessers, 1):
             guesser.transport.write(b'{"password":"guess%d"}\n' % n)  # type: ignore[union-attr]
             refused = guesser.waitFor(b'{"error":"incorrect password"}\n')
-            refused.addCallback(lambda _, n=n: answers.append(f"guess{n}"))
+            def answered(_: object, n: int = n) -> None:
+                answers.append(f"guess{n}")
+
+            refused.addCallback(answered)
             refusals.append(refused)
         for _ in range(500):  # bounded: at most 5 s for the guesses to arrive
             if throttle.attemptsFrom("127.0.0.1") == 3:
@@ -277,7 +280,7 @@ async def test_passwordGuessingSlowed(pki: PKI) -> None:
         await server.close()
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_unauthenticatedCrowd(pki: PKI) -> None:
     """
     500 connections that never authenticate (half stuck before TLS, half
@@ -291,7 +294,11 @@ async def test_unauthenticatedCrowd(pki: PKI) -> None:
                     authTimeout=1.5)
     await server.listen(0, "127.0.0.1")
     timeouts: List[int] = []
-    server.on("error", lambda i, e: isinstance(e, AuthenticationTimeout) and timeouts.append(i))
+    def error(i: int, e: Exception) -> None:
+        if isinstance(e, AuthenticationTimeout):
+            timeouts.append(i)
+
+    server.on("error", error)
     server.on("request", lambda i, req, res: res.send(req))
     client = Client("localhost", server.port, "s3cret", ca=[pki.caCert])  # type: ignore[arg-type]
     try:
@@ -313,7 +320,7 @@ async def test_unauthenticatedCrowd(pki: PKI) -> None:
         await server.close()
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_serviceStopFailsPending(pki: PKI, tmp_path: Path) -> None:
     """
     Stopping the twistd service closes its clients and errbacks their
@@ -321,9 +328,10 @@ async def test_serviceStopFailsPending(pki: PKI, tmp_path: Path) -> None:
     """
     (tmp_path / "pw").write_text("s3cret")
     options = Options()
-    options.parseOptions(["--port", "0", "--interface", "127.0.0.1", "--cert",
-                          str(pki.serverCert), "--key", str(pki.serverKey), "--password-file",
-                          str(tmp_path / "pw"), "--handler", "tests.faulthandlers:Holder"])
+    options.parseOptions([  # type: ignore[no-untyped-call]
+        "--port", "0", "--interface", "127.0.0.1", "--cert", str(pki.serverCert), "--key",
+        str(pki.serverKey), "--password-file", str(tmp_path / "pw"),
+        "--handler", "tests.faulthandlers:Holder"])
     service = makeService(options)
     service.privilegedStartService()
     service.startService()

@@ -6,10 +6,9 @@ for the run, both API layers.
 from __future__ import annotations
 
 from socket import IPPROTO_TCP, TCP_NODELAY
-from typing import Any, List
+from typing import Any, List, cast
 
 import pytest
-import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
@@ -29,6 +28,7 @@ from txtlsjson import (
 )
 
 from .conftest import PKI
+from .inreactor import blockOn, inReactor
 
 #: Upper bound on any single wait; each test's work takes milliseconds.
 WAIT = 10.0
@@ -71,14 +71,14 @@ class Recorder:
 def server(pki: PKI) -> Any:
     server = Server("s3cret", certificate=pki.serverCert, privateKey=pki.serverKey)
     yield server
-    pytest_twisted.blockon(server.close())
+    blockOn(server.close())
 
 
 def makeClient(server: Server, pki: PKI, password: str = "s3cret", **kwargs: Any) -> Client:
     return Client("localhost", server.port, password, ca=[pki.caCert], **kwargs)  # type: ignore[arg-type]
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_eventsBothWays(server: Server, pki: PKI) -> None:
     """
     Every event of both sides, with send and request both directions.
@@ -112,7 +112,7 @@ async def test_eventsBothWays(server: Server, pki: PKI) -> None:
     assert clientEvents.names() == ["authenticated", "message", "request", "close"]
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_nativeLayer(pki: PKI) -> None:
     """
     The Twisted-native factories over C{listenSSL}/C{connectSSL}, with a
@@ -120,22 +120,22 @@ async def test_nativeLayer(pki: PKI) -> None:
     """
 
     class Doubler(TLSJSONServerProtocol):
-        async def requestReceived(self, request: Any) -> Any:  # type: ignore[override]
+        async def requestReceived(self, request: Any) -> Any:
             return {"doubled": request["n"] * 2}
 
     serverFactory = TLSJSONServerFactory("pw")
     serverFactory.protocol = Doubler
-    port = reactor.listenSSL(0, serverFactory, serverTLSOptions(pki.serverCert, pki.serverKey),
+    port = cast(Any, reactor).listenSSL(0, serverFactory, serverTLSOptions(pki.serverCert, pki.serverKey),
                              interface="127.0.0.1")
     try:
         clientFactory = TLSJSONClientFactory("pw")
-        connector = reactor.connectSSL("127.0.0.1", port.getHost().port, clientFactory,
+        connector = cast(Any, reactor).connectSSL("127.0.0.1", port.getHost().port, clientFactory,
                                        clientTLSOptions("localhost", [pki.caCert]))
         for _ in range(1000):  # bounded: at most 10 s
             if clientFactory.client is not None:
                 break
             await _turn()
-        protocol = clientFactory.client
+        protocol: Any = clientFactory.client
         await protocol.whenAuthenticated().addTimeout(WAIT, reactor)
         assert await protocol.request({"n": 4}) == {"doubled": 8}
         socket = protocol.transport.transport.getHandle()  # under the TLS layer
@@ -155,7 +155,7 @@ async def _turn() -> None:
     await deferLater(reactor, 0.01, lambda: None)
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_wrongPassword(server: Server, pki: PKI) -> None:
     """
     A wrong password fails the client's C{connect()} with
@@ -174,7 +174,7 @@ async def test_wrongPassword(server: Server, pki: PKI) -> None:
     assert server.clients == []
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_hostnameMismatch(pki: PKI) -> None:
     """
     A server whose certificate names another host is refused before the
@@ -195,7 +195,7 @@ async def test_hostnameMismatch(pki: PKI) -> None:
         await server.close()
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_noSubjectAltName(pki: PKI) -> None:
     """
     A certificate with the right CN but no subjectAltName is refused with an
@@ -211,7 +211,7 @@ async def test_noSubjectAltName(pki: PKI) -> None:
         await server.close()
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_serverCloseFailsPendingRequests(server: Server, pki: PKI) -> None:
     """
     C{server.close()} closes every client: requests pending on both sides
@@ -237,7 +237,7 @@ async def test_serverCloseFailsPendingRequests(server: Server, pki: PKI) -> None
         await client.request({})
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_reconnectAfterServerRestart(pki: PKI) -> None:
     """
     A client with a C{reconnectInterval} reconnects and re-authenticates by
@@ -254,6 +254,7 @@ async def test_reconnectAfterServerRestart(pki: PKI) -> None:
         await first.close()
         await closed
         second = Server("s3cret", certificate=pki.serverCert, privateKey=pki.serverKey)
+        assert port is not None
         await second.listen(port, "127.0.0.1")
         try:
             again = nextEvent(client, "authenticated")
@@ -275,7 +276,7 @@ async def _echo(server: Server, client: Client) -> Any:
     return await client.request({"ok": True})
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_mutualTLS(pki: PKI) -> None:
     """
     A server requiring client certificates serves a client that has one from
@@ -295,7 +296,7 @@ async def test_mutualTLS(pki: PKI) -> None:
         await server.close()
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_listenPortInUse(server: Server, pki: PKI) -> None:
     """
     Listening on a port in use fails the Deferred with Twisted's
@@ -326,7 +327,7 @@ class BufferWatch:
         tcp.write = write
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_bigMessagesPaced(server: Server, pki: PKI) -> None:
     """
     Messages of megabytes go both ways whole and in order with the small
@@ -360,7 +361,12 @@ async def test_bigMessagesPaced(server: Server, pki: PKI) -> None:
 
     messages: List[Any] = []
     arrived: Deferred[None] = Deferred()
-    client.on("message", lambda m: (messages.append(m), len(messages) == 3 and arrived.callback(None)))
+    def message(m: Any) -> None:
+        messages.append(m)
+        if len(messages) == 3:
+            arrived.callback(None)
+
+    client.on("message", message)
     server.send(connectionId, {"data": big})
     server.send(connectionId, {"data": big, "again": True})
     server.send(connectionId, {"after": True})

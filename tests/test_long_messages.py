@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 from twisted.internet.task import Clock
 
 from txtlsjson import codec, pieced, session
 from txtlsjson.codec import encodeMessageLine
+from txtlsjson.errors import InvalidMessage, InvalidOutgoingMessage
 from txtlsjson.pieced import LONG_STRING, PiecedLine, encodeLongMessage
 from txtlsjson.wire import REQUEST_ID, RESPONSE_ID
-from txtlsjson.errors import InvalidMessage, InvalidOutgoingMessage
 
 from .helpers import authenticatedClient, authenticatedServer
 from .test_codec_equivalence import STRINGS, digits, involvesKnownDifference, randomValue, same
@@ -28,7 +28,7 @@ from .test_outgoing import CHUNK, FillingTransport
 #: Each codec's whole-message and string encoders, to compare the pieced
 #: line with the whole one under both whatever TXTLSJSON_CODEC says.
 CODECS = {"json": (codec._encodeStandard, codec._encodeStringStandard),
-          "fast": (codec._encodeFast, codec._encodeStringFast)}  # type: ignore[attr-defined]
+          "fast": (codec._encodeFast, codec._encodeStringFast)}
 
 
 @pytest.fixture(params=sorted(CODECS))
@@ -111,7 +111,9 @@ def test_withoutLongStringsWhole(smallPieces: str) -> None:
     A message whose long strings are nested, or whose strings are all
     short, is encoded whole, as bytes.
     """
-    for message in [{"a": "short"}, {"nested": {"s": "x" * 50}}, {"list": ["x" * 50]}, {}]:
+    messages: List[Dict[str, Any]] = [
+        {"a": "short"}, {"nested": {"s": "x" * 50}}, {"list": ["x" * 50]}, {}]
+    for message in messages:
         assert encodeLongMessage(message, REQUEST_ID, 1) == encodeMessageLine(
             message, REQUEST_ID, 1)
 
@@ -123,7 +125,7 @@ def test_encodedAsSent(monkeypatch: pytest.MonkeyPatch) -> None:
     L{pieced._STRING_PIECE} characters: 64 KiB of ASCII.
     """
     encoded: List[int] = []
-    encodeString = pieced.encodeString
+    encodeString = codec.encodeString
 
     def counting(text: str) -> bytes:
         encoded.append(len(text))
@@ -255,7 +257,7 @@ def test_connectionSwitchesAfterLongLine() -> None:
 
     server, serverTransport = authenticatedServer(clock)
     written = recordLines(server)
-    server.requestReceived = lambda request: {"echo": request["data"]}  # type: ignore[method-assign]
+    server.requestReceived = lambda request: {"echo": request["data"]}
     for requestId, data in enumerate([half, whole, other], 1):
         server.dataReceived(b'{"data":"%s","requestId":%d}\n' % (data.encode(), requestId))
     assert [type(line) for line in written] == [bytes, bytes, PiecedLine]

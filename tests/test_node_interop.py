@@ -11,13 +11,13 @@ import json
 import shutil
 from typing import Any, List
 
-import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
 from txtlsjson import Client, Server
 
 from .conftest import PKI
+from .inreactor import inReactor
 from .processes import REPOSITORY, spawn
 from .test_faults import nextEvent
 
@@ -34,7 +34,7 @@ def events(text: str) -> List[Any]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_nodeClientTxtlsjsonServer(pki: PKI) -> None:
     """
     A Node client authenticates, sends a message and a request, answers a
@@ -75,7 +75,7 @@ async def test_nodeClientTxtlsjsonServer(pki: PKI) -> None:
     assert answers == [{"doubled": 42}]
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_txtlsjsonClientNodeServer(pki: PKI) -> None:
     """
     A txtlsjson client authenticates with a Node server, gets its message,
@@ -106,7 +106,7 @@ async def test_txtlsjsonClientNodeServer(pki: PKI) -> None:
     assert seen[-1] == {"close": True}
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_bigMessagesWithNodeServer(pki: PKI) -> None:
     """
     A request of 5 MiB of UTF-8 -- written in paced pieces that cut through
@@ -119,7 +119,11 @@ async def test_bigMessagesWithNodeServer(pki: PKI) -> None:
     client = Client("localhost", port, "s3cret", ca=[pki.caCert])
     big = "\u00e9\u4e16" * (1024 * 1024)  # 2 + 3 bytes each: 5 MiB
     echo: Deferred[Any] = Deferred()
-    client.on("message", lambda m: "echo" in m and echo.callback(m))
+    def message(m: Any) -> None:
+        if "echo" in m:
+            echo.callback(m)
+
+    client.on("message", message)
     try:
         await client.connect()
         answer = await client.request({"data": big})
@@ -137,7 +141,7 @@ async def test_bigMessagesWithNodeServer(pki: PKI) -> None:
     assert {"bigRequest": len(big)} in events(outcome.out)
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_nodeClientWrongPassword(pki: PKI) -> None:
     """
     A Node client with a wrong password reads the Node peer's error line.

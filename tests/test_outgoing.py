@@ -151,6 +151,7 @@ def test_closeSendsWhatWaits() -> None:
     """
     clock = Clock()
     protocol, transport = authenticatedClient(clock)
+    assert transport.producer is not None
     transport.producer.pauseProducing()
     big = "x" * (600 * 1024)
     protocol.send({"big": big})
@@ -252,7 +253,7 @@ def test_batchAnsweredInOneWrite() -> None:
     """
     clock = Clock()
     protocol, transport = authenticatedServer(clock)
-    protocol.requestReceived = lambda request: {"n": request["n"] + 1}  # type: ignore[method-assign]
+    protocol.requestReceived = lambda request: {"n": request["n"] + 1}
     transport.io = CountingIO()
     protocol.dataReceived(b'{"n":1,"requestId":1}\n{"n":2,"requestId":2}\n{"n":3,"requestId":3}\n')
     assert transport.io.writes == [

@@ -9,8 +9,7 @@ import re
 import socket
 import sys
 
-import pytest_twisted
-
+from .inreactor import inReactor
 from .processes import REPOSITORY, spawn
 
 
@@ -50,7 +49,7 @@ async def _exampleRoundTrip(serverScript: str, expected: list) -> None:  # type:
         await server.ended
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_examples() -> None:
     """
     examples/server.py and examples/client.py talk as the README says.
@@ -58,7 +57,7 @@ async def test_examples() -> None:
     await _exampleRoundTrip("server.py", ["server says {'welcome': 0}", "answer: {'sum': 6}"])
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_nativeExample() -> None:
     """
     examples/native_server.py serves examples/client.py.

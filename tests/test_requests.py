@@ -9,6 +9,7 @@ from typing import Any, List
 
 from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 
 from txtlsjson.errors import ConnectionLost, RequestTimeout
 from txtlsjson.requests import PendingRequests
@@ -25,7 +26,10 @@ def test_eachAtItsOwnDeadline() -> None:
     for delay in (0, 1, 2.5):
         clock.advance(delay)
         ident = table.nextId
-        table.issue().addErrback(lambda f, i=ident: failed.append((i, clock.seconds(), f)))
+        def fail(f: Failure, i: int = ident) -> None:
+            failed.append((i, clock.seconds(), f))
+
+        table.issue().addErrback(fail)
         assert len(clock.getDelayedCalls()) == 1
     assert [c.getTime() for c in clock.getDelayedCalls()] == [10]
     clock.advance(10 - clock.seconds())

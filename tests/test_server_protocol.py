@@ -260,7 +260,7 @@ def test_flushTimeoutAbortsStuckClose() -> None:
     """
     clock = Clock()
     factory = TLSJSONServerFactory("pw", reactor=clock)
-    protocol = factory.buildProtocol(None)
+    protocol: Any = factory.buildProtocol(None)
     from twisted.internet.testing import StringTransport
 
     class Stuck(StringTransport):

@@ -56,7 +56,8 @@ def test_overrides() -> None:
     (lambda: ServerSettings(authTimeout=float("inf")), "authTimeout"),
     (lambda: ServerSettings(keepAliveTimeout=True), "keepAliveTimeout"),
     (lambda: ServerSettings(maxLineLength=0), "^maxLineLength must be a number of bytes >= 1"),
-    (lambda: ServerSettings(maxBufferedBytes=1.5), "maxBufferedBytes"),
+    (lambda: ServerSettings(maxBufferedBytes=1.5),  # type: ignore[arg-type]  # refused
+     "maxBufferedBytes"),
     (lambda: ServerSettings(keepAliveTimeout=0),
      "^keepAliveTimeout must be > 0 when keepAliveInterval is set$"),
     (lambda: ClientSettings(connectTimeout=0), "^connectTimeout must be a number of seconds > 0"),

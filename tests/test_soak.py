@@ -6,13 +6,14 @@ requesting both ways against a real twistd server for a few seconds.
 
 from __future__ import annotations
 
-import pytest_twisted
 from twisted.internet import reactor
 
 from benchmarks.soak import check, runSoak
 
+from .inreactor import inReactor
 
-@pytest_twisted.ensureDeferred
+
+@inReactor
 async def test_shortSoak() -> None:
     """
     Every request resolves or fails, nothing is duplicated, the server is

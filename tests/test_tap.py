@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Iterator, List
 
 import pytest
-import pytest_twisted
 from twisted.python import usage
 
 from txtlsjson import Client, Server
@@ -22,11 +21,12 @@ from txtlsjson.service import TLSJSONService
 from txtlsjson.tap import Options, makeService
 
 from .conftest import PKI
+from .inreactor import inReactor
 
 
 def parse(*argv: str) -> Options:
     options = Options()
-    options.parseOptions(list(argv))
+    options.parseOptions(list(argv))  # type: ignore[no-untyped-call]
     return options
 
 
@@ -264,10 +264,12 @@ async def _serviceRoundTrip(pki: PKI, passwordFile: str, argv: List[str]) -> Any
         await client.disconnect()
         return result, messages
     finally:
-        await service.stopService()
+        stopped = service.stopService()
+        assert stopped is not None
+        await stopped
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_serviceServesPortForm(pki: PKI, passwordFile: str) -> None:
     """
     makeService's service, started in-process on port 0, serves a client
@@ -279,7 +281,7 @@ async def test_serviceServesPortForm(pki: PKI, passwordFile: str) -> None:
     assert result == {"hello": "world"}
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_serviceServesListenForm(pki: PKI, passwordFile: str, handlerModule: Any) -> None:
     """
     The --listen form with an ssl: endpoint string and a --handler factory.
@@ -291,7 +293,7 @@ async def test_serviceServesListenForm(pki: PKI, passwordFile: str, handlerModul
     assert messages == [{"welcome": 0}]
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_portInUse(pki: PKI, passwordFile: str) -> None:
     """
     A port in use stops the service with one line: SystemExit under
@@ -310,7 +312,7 @@ async def test_portInUse(pki: PKI, passwordFile: str) -> None:
         class Parent(dict):  # type: ignore[type-arg]
             pass
 
-        options.parent = Parent(nodaemon=False)  # type: ignore[attr-defined]
+        options.parent = Parent(nodaemon=False)  # type: ignore[assignment]  # twistd's parent
         with pytest.raises(ListenFailed, match="in use"):
             makeService(options).privilegedStartService()
     finally:

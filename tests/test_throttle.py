@@ -64,8 +64,11 @@ def test_oneAtATimePerAddress() -> None:
     answered: List[float] = []
     for _ in range(3):
         d = throttle.attempt("a")
-        d.addCallback(lambda _: (answered.append(clock.seconds()),
-                                 throttle.finished("a", False)))
+        def answer(_: object) -> None:
+            answered.append(clock.seconds())
+            throttle.finished("a", False)
+
+        d.addCallback(answer)
     other = throttle.attempt("b")
     assert first.called and other.called
     assert throttle.attemptsFrom("a") == 3 and throttle.attemptsFrom("c") == 0
@@ -131,7 +134,7 @@ def test_boundedAddresses() -> None:
 
 
 def attempt(factory: TLSJSONServerFactory, host: str, line: bytes) -> Any:
-    address = (IPv6Address if ":" in host else IPv4Address)("TCP", host, 5000)
+    address: Any = (IPv6Address if ":" in host else IPv4Address)("TCP", host, 5000)
     protocol, transport = connectProtocol(factory, address)
     errors: List[Any] = []
     protocol.errorReceived = errors.append

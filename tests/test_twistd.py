@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_twisted
 
 from txtlsjson import Client, Server
 
 from .conftest import PKI
+from .inreactor import inReactor
 from .processes import REPOSITORY, twistd
 
 
@@ -31,7 +31,7 @@ def serverArgs(pki: PKI, passwordFile: Path, port: int = 0) -> list:  # type: ig
             "--key", str(pki.serverKey), "--password-file", str(passwordFile)]
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_pluginListed() -> None:
     """
     The plugin installs with the package and shows in C{twistd --help}.
@@ -41,7 +41,7 @@ async def test_pluginListed() -> None:
     assert re.search(r"tlsjson\s+A tls-json server", outcome.out), outcome.out
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_serveAndStop(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
     """
     C{twistd -n tlsjson} serves a client over TLS, logs what happens (never
@@ -80,11 +80,15 @@ def _next(emitter: Any, name: str) -> Any:
     from twisted.internet.defer import Deferred
 
     d: Deferred[None] = Deferred()
-    emitter.on(name, lambda *args: d.called or d.callback(None))
+    def fire(*args: Any) -> None:
+        if not d.called:
+            d.callback(None)
+
+    emitter.on(name, fire)
     return d.addTimeout(20, reactor)
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_failedPasswordLogged(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
     """
     A failed password attempt is logged with the peer address, and the
@@ -103,7 +107,7 @@ async def test_failedPasswordLogged(pki: PKI, passwordFile: Path, tmp_path: Path
     assert "guess-one" not in outcome.out + outcome.err
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_portInUse(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
     """
     A port in use ends twistd with exit 1 and one line naming the port.
@@ -128,7 +132,7 @@ async def test_portInUse(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
      "cannot read certificate file '/nonexistent.crt'"),
     (lambda a: a + ["--listen", "bogus:1"], "bad --listen endpoint 'bogus:1'"),
 ])
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_startupErrors(pki: PKI, passwordFile: Path, tmp_path: Path, change: Any,
                              message: str) -> None:
     """
@@ -141,7 +145,7 @@ async def test_startupErrors(pki: PKI, passwordFile: Path, tmp_path: Path, chang
     assert message in outcome.err
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_devServer() -> None:
     """
     C{twistd -n tlsjson --dev}, from the checkout, serves with the dev
@@ -164,7 +168,7 @@ async def test_devServer() -> None:
     assert "never use them in production" in outcome.out
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_daemonized(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
     """
     Without C{-n}, twistd daemonizes with its pidfile and logfile; the
@@ -198,7 +202,7 @@ async def test_daemonized(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
     assert "Server Shut Down" in logfile.read_text()
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_daemonStartupFailure(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
     """
     A daemon that cannot listen makes the parent fail with its message.
@@ -217,7 +221,7 @@ async def test_daemonStartupFailure(pki: PKI, passwordFile: Path, tmp_path: Path
     assert "Traceback" not in outcome.err
 
 
-@pytest_twisted.ensureDeferred
+@inReactor
 async def test_pluginCheapToImport() -> None:
     """
     Importing the plugin module (which twistd does for every plugin) does
