@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import socket
 import sys
+from typing import Any, Dict
 
 from .inreactor import inReactor
 from .processes import REPOSITORY, spawn
@@ -64,3 +65,24 @@ async def test_nativeExample() -> None:
     """
     await _exampleRoundTrip("native_server.py",
                             ["server says {'welcome': 'native'}", "answer: {'sum': 6}"])
+
+
+def test_testingExample() -> None:
+    """
+    The README's example of testing an application with
+    L{txtlsjson.testing} runs, and its tests pass.
+    """
+    text = (REPOSITORY / "README.rst").read_text()
+    section = text[text.index("Testing your application: ``txtlsjson.testing``"):]
+    block = section[section.index("::\n\n") + 4:]
+    lines = []
+    for line in block.splitlines():
+        if line and not line.startswith("    "):
+            break
+        lines.append(line[4:])
+    namespace: Dict[str, Any] = {}
+    exec(compile("\n".join(lines), "README.rst", "exec"), namespace)
+    tests = [value for name, value in namespace.items() if name.startswith("test_")]
+    assert len(tests) == 2
+    for test in tests:
+        test()
