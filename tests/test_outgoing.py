@@ -162,6 +162,19 @@ def test_closeSendsWhatWaits() -> None:
     assert transport.disconnecting
 
 
+class Writer:
+    """
+    What a session writes through: its C{writeLine} is the outgoing lines'
+    own, or their collector during a batch.
+    """
+
+    def __init__(self, outgoing: OutgoingLines) -> None:
+        self.writeLine: Any = outgoing.writeLine
+
+    def write(self, line: bytes) -> None:
+        self.writeLine(line)
+
+
 def test_batchLinesWrittenTogether() -> None:
     """
     Short lines written during a C{batch} are collected and written in one
@@ -170,16 +183,17 @@ def test_batchLinesWrittenTogether() -> None:
     """
     transport = FillingTransport(fillsUp=False)
     outgoing = transport.outgoing
+    writer = Writer(outgoing)
     during: List[Any] = []
 
     def deliver(line: bytes) -> None:
-        outgoing.writeLine(line)
+        writer.write(line)
         during.append((list(transport.written), outgoing.waiting))
 
-    outgoing.batch(deliver, [b"a\n", b"b\n", b"c\n"])
+    outgoing.batch(writer, deliver, [b"a\n", b"b\n", b"c\n"])
     assert during == [([], 2), ([], 4), ([], 6)]
     assert transport.written == [b"a\nb\nc\n"]
-    outgoing.writeLine(b"d\n")
+    writer.write(b"d\n")
     assert transport.written == [b"a\nb\nc\n", b"d\n"]
 
 
@@ -189,8 +203,8 @@ def test_batchLinesWrittenAtPieceSize() -> None:
     once, so what is held stays bounded; the batch goes on collecting.
     """
     transport = FillingTransport(fillsUp=False)
-    outgoing = transport.outgoing
-    outgoing.batch(outgoing.writeLine, [b"aaaa\n", b"bbbb\n", b"c\n"])
+    writer = Writer(transport.outgoing)
+    transport.outgoing.batch(writer, writer.write, [b"aaaa\n", b"bbbb\n", b"c\n"])
     assert transport.written == [b"aaaa\nbbbb\n", b"c\n"]
 
 
@@ -200,8 +214,8 @@ def test_longLineInBatch() -> None:
     it, and the lines after it follow it.
     """
     transport = FillingTransport()
-    outgoing = transport.outgoing
-    outgoing.batch(outgoing.writeLine, [b"a\n", b"L" * 24 + b"\n", b"b\n"])
+    writer = Writer(transport.outgoing)
+    transport.outgoing.batch(writer, writer.write, [b"a\n", b"L" * 24 + b"\n", b"b\n"])
     for _ in range(5):
         transport.drain()
     assert b"".join(transport.written) == b"a\n" + b"L" * 24 + b"\n" + b"b\n"
@@ -216,14 +230,15 @@ def test_flushInBatch() -> None:
     """
     transport = FillingTransport()
     outgoing = transport.outgoing
+    writer = Writer(outgoing)
     outgoing.writeLine(b"x" * 25)
 
     def deliver(line: bytes) -> None:
-        outgoing.writeLine(line)
+        writer.write(line)
         if line == b"held\n":
             outgoing.flush()
 
-    outgoing.batch(deliver, [b"held\n", b"after\n"])
+    outgoing.batch(writer, deliver, [b"held\n", b"after\n"])
     assert b"".join(transport.written) == b"x" * 25 + b"held\n" + b"after\n"
 
 
@@ -233,16 +248,16 @@ def test_batchEndsOnError() -> None:
     and later writes go out at once.
     """
     transport = FillingTransport(fillsUp=False)
-    outgoing = transport.outgoing
+    writer = Writer(transport.outgoing)
 
     def deliver(line: bytes) -> None:
-        outgoing.writeLine(line)
+        writer.write(line)
         raise ZeroDivisionError()
 
     with pytest.raises(ZeroDivisionError):
-        outgoing.batch(deliver, [b"a\n", b"b\n"])
+        transport.outgoing.batch(writer, deliver, [b"a\n", b"b\n"])
     assert transport.written == [b"a\n"]
-    outgoing.writeLine(b"c\n")
+    writer.write(b"c\n")
     assert transport.written == [b"a\n", b"c\n"]
 
 

@@ -110,7 +110,7 @@ class SessionLineReceiver(LineReceiver):
         outgoing = self._outgoing
         if len(lines) > 1 and outgoing is not None:
             # Answers to a batch of requests go out as one write.
-            outgoing.batch(deliver, lines)
+            outgoing.batch(self, deliver, lines)
         else:
             for line in lines:
                 deliver(line)
