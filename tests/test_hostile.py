@@ -328,7 +328,7 @@ async def test_serviceStopFailsPending(pki: PKI, tmp_path: Path) -> None:
     """
     (tmp_path / "pw").write_text("s3cret")
     options = Options()
-    options.parseOptions([  # type: ignore[no-untyped-call]
+    options.parseOptions([
         "--port", "0", "--interface", "127.0.0.1", "--cert", str(pki.serverCert), "--key",
         str(pki.serverKey), "--password-file", str(tmp_path / "pw"),
         "--handler", "tests.faulthandlers:Holder"])

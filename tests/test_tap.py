@@ -26,7 +26,7 @@ from .inreactor import inReactor
 
 def parse(*argv: str) -> Options:
     options = Options()
-    options.parseOptions(list(argv))  # type: ignore[no-untyped-call]
+    options.parseOptions(list(argv))
     return options
 
 
@@ -105,6 +105,11 @@ def test_devDefaults() -> None:
     (("--listen", "tcp:1", "--auth-failure-delay", "-1"),
      "--auth-failure-delay must be a number of seconds >= 0"),
     (("--listen", "tcp:1", "--password", "hunter2"), "never taken on the command line"),
+    (("--port", "0", "--cert", "c", "--key", "k", "--workers", "0"),
+     "--workers must be a number of worker processes >= 1"),
+    (("--listen", "tcp:1", "--workers", "2"), "--workers serves --port"),
+    (("--port", "0", "--cert", "c", "--key", "k", "--listen", "tcp:1", "--workers", "2"),
+     "--workers serves --port"),
 ])
 def test_usageErrors(argv: Any, message: str) -> None:
     """

@@ -63,6 +63,27 @@ def loadHandler(spec: str, server: Server) -> Any:
 
     @raise HandlerError: with a one-line explanation.
     """
+    target = findHandler(spec)
+    if not _isHandler(target):
+        try:
+            target = target(server)
+        except Exception as e:
+            raise HandlerError(f"calling {spec}(server) failed: {e!r}") from None
+        if not _isHandler(target):
+            raise HandlerError(
+                f"{spec}(server) returned {target!r}, which has none of "
+                f"{', '.join(HANDLER_METHODS)}")
+    return target
+
+
+def findHandler(spec: str) -> Any:
+    """
+    Import what C{spec} names and check that it is a handler or a callable
+    that may make one, without calling it (as a parent process checks what
+    its workers will load).
+
+    @raise HandlerError: with a one-line explanation.
+    """
     moduleName, sep, attribute = spec.partition(":")
     if not sep or not moduleName or not attribute:
         raise HandlerError(f"--handler must look like package.module:name, not {spec!r}")
@@ -75,19 +96,10 @@ def loadHandler(spec: str, server: Server) -> Any:
             target = getattr(target, part)
         except AttributeError:
             raise HandlerError(f"module {moduleName!r} has no {attribute!r}") from None
-    if not _isHandler(target):
-        if not callable(target):
-            raise HandlerError(
-                f"{spec} is neither a handler (with any of {', '.join(HANDLER_METHODS)}) "
-                "nor a callable that makes one")
-        try:
-            target = target(server)
-        except Exception as e:
-            raise HandlerError(f"calling {spec}(server) failed: {e!r}") from None
-        if not _isHandler(target):
-            raise HandlerError(
-                f"{spec}(server) returned {target!r}, which has none of "
-                f"{', '.join(HANDLER_METHODS)}")
+    if not _isHandler(target) and not callable(target):
+        raise HandlerError(
+            f"{spec} is neither a handler (with any of {', '.join(HANDLER_METHODS)}) "
+            "nor a callable that makes one")
     return target
 
 

@@ -7,12 +7,14 @@ prefer L{txtlsjson.protocol.TLSJSONServerFactory} directly.
 
 from __future__ import annotations
 
+import socket
 from typing import Any, Dict, List, Optional, Sequence
 
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, fail, gatherResults
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.interfaces import IAddress, IListeningPort, IReactorTime, IStreamServerEndpoint
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from txtlsjson.answers import Responder
@@ -188,6 +190,30 @@ class Server(EventEmitter):
             return port
 
         return endpoint.listen(self.factory).addCallback(listening)
+
+    def listenOnSocket(self, fileno: int, addressFamily: int = socket.AF_INET
+                       ) -> "Deferred[IListeningPort]":
+        """
+        Start accepting TLS connections on a listening socket made
+        elsewhere -- inherited from a parent process that bound it, as
+        C{twistd tlsjson --workers} does (C{IReactorSocket.adoptStreamPort}).
+        The socket is duplicated; the caller may close its descriptor.
+
+        @param fileno: the listening socket's file descriptor.
+        @param addressFamily: C{AF_INET} or C{AF_INET6}.
+        @return: a Deferred that fires with the listening port.
+        """
+        if self._tlsOptions is None:
+            return fail(TLSJSONError(
+                "no certificate: give certificate and privateKey (or tlsOptions) to Server()"))
+        factory = TLSMemoryBIOFactory(self._tlsOptions, False, self.factory)
+        factory.noisy = False
+        try:
+            port: IListeningPort = self._reactor.adoptStreamPort(fileno, addressFamily, factory)
+        except Exception:
+            return fail()
+        self._listeningPorts.append(port)
+        return succeed(port)
 
     @property
     def port(self) -> Optional[int]:

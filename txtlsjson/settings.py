@@ -92,6 +92,9 @@ POSITIVE_BYTES = Kind("bytes", "a number of bytes >= 1", lambda v: _isInteger(v)
 #: A port to listen on: C{0} picks a free one.
 LISTEN_PORT = Kind("port", "a port number from 0 to 65535 (0 picks a free one)",
                    lambda v: _isInteger(v) and 0 <= v <= 65535, int)
+#: How many worker processes serve a port.
+WORKERS = Kind("processes", "a number of worker processes >= 1",
+               lambda v: _isInteger(v) and v >= 1, int)
 #: A port to connect to.
 PORT = Kind("port", "a port number from 1 to 65535",
             lambda v: _isInteger(v) and 1 <= v <= 65535, int)

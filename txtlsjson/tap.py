@@ -14,14 +14,18 @@ environment variable, never from the command line.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
-from typing import Any, Callable, List, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
 from twisted.application.service import IService
 from twisted.python import usage
 
 from txtlsjson.errors import InvalidSetting
-from txtlsjson.settings import LISTEN_PORT, Kind, ServerSettings
+from txtlsjson.settings import LISTEN_PORT, WORKERS, Kind, ServerSettings
+
+if TYPE_CHECKING:
+    from txtlsjson.server import Server
 
 #: What C{--dev} uses, relative to the current directory (a checkout).
 DEV_CERTIFICATE = Path("certs") / "localhost.crt"
@@ -85,6 +89,9 @@ class Options(usage.Options):
         ["handler", None, None,
          "The application: package.module:name of a handler, or of a callable taking "
          "the Server and returning one (see txtlsjson.handler)."],
+        ["workers", None, 1,
+         "Worker processes serving --port: this process binds the socket and each worker "
+         "accepts connections on it (1: serve in this process).", _coerce("workers", WORKERS)],
     ]
     optParameters.extend(_settingOptions())
 
@@ -93,6 +100,15 @@ class Options(usage.Options):
         self["listen"] = []
         self["chain"] = []
         self["client-ca"] = []
+        #: The arguments parsed, for workers to parse again.
+        self.arguments: List[str] = []
+
+    def parseOptions(self, options: Optional[Sequence[str]] = None) -> None:
+        """
+        Parse C{options} (the command line's by default), keeping them.
+        """
+        self.arguments = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(self.arguments)  # type: ignore[no-untyped-call]
 
     def opt_listen(self, description: str) -> None:
         """Listen on a Twisted server endpoint, e.g. ssl:8888:privateKey=server.key:certKey=server.crt (repeatable)."""
@@ -135,6 +151,10 @@ class Options(usage.Options):
             raise usage.UsageError(
                 "--cert, --key, --chain and --client-ca go with --port; an ssl: --listen "
                 "endpoint names its own files")
+        if self["workers"] > 1 and (self["listen"] or self["port"] is None):
+            raise usage.UsageError(
+                "--workers serves --port (with --cert and --key); --listen endpoints are "
+                "listened on by one process")
         try:
             self.settings = self._settings()
         except InvalidSetting as e:
@@ -168,7 +188,8 @@ def _fail(message: str) -> SystemExit:
 
 def makeService(options: Options) -> IService:
     """
-    Build the service from parsed options.
+    Build the service from parsed options: the server in this process, or,
+    with C{--workers} above 1, the pool of worker processes serving it.
 
     Problems only found now -- no password, unreadable files, a bad endpoint
     string, a handler that cannot be loaded -- end the process with a
@@ -177,12 +198,11 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
     from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 
-    from txtlsjson.errors import TLSConfigurationError
-    from txtlsjson.errors import HandlerError, PasswordError
-    from txtlsjson.handler import EchoHandler, attachHandler, loadHandler
+    from txtlsjson.errors import HandlerError, PasswordError, TLSConfigurationError
+    from txtlsjson.handler import findHandler
     from txtlsjson.password import loadPassword
-    from txtlsjson.server import DEFAULT_BACKLOG, Server
-    from txtlsjson.service import TLSJSONService, logServerEvents
+    from txtlsjson.server import DEFAULT_BACKLOG
+    from txtlsjson.service import TLSJSONService
     from txtlsjson.tls import serverTLSOptions
 
     try:
@@ -191,6 +211,7 @@ def makeService(options: Options) -> IService:
         raise _fail(str(e)) from None
 
     endpoints: List[Tuple[str, Any]] = []
+    tlsOptions: Any = None
     if options["port"] is not None:
         try:
             tlsOptions = serverTLSOptions(options["cert"], options["key"], options["chain"],
@@ -206,8 +227,36 @@ def makeService(options: Options) -> IService:
             endpoints.append((description, serverFromString(reactor, description)))
         except Exception as e:
             raise _fail(f"bad --listen endpoint {description!r}: {e}") from None
+    parent = getattr(options, "parent", None)
+    nodaemon = bool(parent["nodaemon"]) if parent is not None else True
 
-    server = Server(password, settings=options.settings)
+    if options["workers"] > 1:
+        from txtlsjson.workers import WorkerPool
+
+        if options["handler"]:
+            try:
+                findHandler(options["handler"])
+            except HandlerError as e:
+                raise _fail(str(e)) from None
+        return WorkerPool(options, password, exitOnListenFailure=nodaemon)
+    return TLSJSONService(buildServer(options, password, tlsOptions), endpoints,
+                          exitOnListenFailure=nodaemon)
+
+
+def buildServer(options: Options, password: str, tlsOptions: Any = None) -> "Server":
+    """
+    The L{Server} the options describe, with its handler and its log: what
+    C{twistd tlsjson} runs, in its own process or in each worker.
+
+    @raise SystemExit: with a one-line message if the handler cannot be
+        loaded.
+    """
+    from txtlsjson.errors import HandlerError
+    from txtlsjson.handler import EchoHandler, attachHandler, loadHandler
+    from txtlsjson.server import Server
+    from txtlsjson.service import logServerEvents
+
+    server = Server(password, tlsOptions=tlsOptions, settings=options.settings)
     if options["handler"]:
         try:
             handler = loadHandler(options["handler"], server)
@@ -221,6 +270,4 @@ def makeService(options: Options) -> IService:
         server.log.warn("--dev: the key in {key} and the password in {passwordFile} are "
                         "public; never use them in production",
                         key=options["key"], passwordFile=options["password-file"])
-    parent = getattr(options, "parent", None)
-    nodaemon = bool(parent["nodaemon"]) if parent is not None else True
-    return TLSJSONService(server, endpoints, exitOnListenFailure=nodaemon)
+    return server

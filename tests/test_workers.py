@@ -1,0 +1,183 @@
+"""
+C{twistd -n tlsjson --workers N}: real processes -- a parent holding the
+listening socket and workers serving it -- and real TLS clients on
+127.0.0.1.  Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+
+from txtlsjson import Client
+
+from .conftest import PKI
+from .inreactor import inReactor
+from .processes import RunningProcess, twistd
+from .test_twistd import _next, _stoppedBySignal, serverArgs
+
+
+@pytest.fixture
+def passwordFile(tmp_path: Path) -> Path:
+    path = tmp_path / "password"
+    path.write_text("s3cret\n")
+    return path
+
+
+async def startPool(pki: PKI, passwordFile: Path, cwd: Path, count: int = 2) -> Any:
+    """
+    Start C{twistd tlsjson --workers count}; wait until every worker
+    accepts.
+
+    @return: the process, the port, and each worker's pid by number.
+    """
+    process = twistd(*serverArgs(pki, passwordFile), "--workers", str(count), cwd=cwd)
+    await process.waitFor(f"with {count} workers")
+    for number in range(1, count + 1):
+        await process.waitFor(f"[worker {number}] worker {number} (pid ")
+    port = int(re.search(r"port=(\d+)", process.text()).group(1))  # type: ignore[union-attr]
+    return process, port, workerPids(process)
+
+
+def workerPids(process: RunningProcess) -> Dict[int, int]:
+    """
+    The pid of each worker, the latest started.
+    """
+    pids: Dict[int, int] = {}
+    for number, pid in re.findall(r"worker (\d+) started \(pid (\d+)\)", process.text()):
+        pids[int(number)] = int(pid)
+    return pids
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def untilGone(pids: List[int], seconds: float = 10.0) -> List[int]:
+    """
+    Wait (at most C{seconds}) for the processes to be gone.
+
+    @return: those still alive.
+    """
+    for _ in range(int(seconds / 0.05)):
+        living = [pid for pid in pids if alive(pid)]
+        if not living:
+            return []
+        await deferLater(reactor, 0.05, lambda: None)
+    return [pid for pid in pids if alive(pid)]
+
+
+async def untilStarted(process: RunningProcess, number: int, old: int,
+                       seconds: float = 10.0) -> int:
+    """
+    Wait (at most C{seconds}) for worker C{number} to be started again.
+
+    @return: its new pid.
+    """
+    for _ in range(int(seconds / 0.05)):
+        pid = workerPids(process).get(number, old)
+        if pid != old:
+            return pid
+        await deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError(f"worker {number} was not started again:\n{process.text()}")
+
+
+@inReactor
+async def test_workersServeAndStop(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
+    """
+    Two workers serve clients through one listening socket, each worker's
+    log lines come out of the parent with its number, and SIGTERM stops the
+    parent after every worker has closed its clients and exited.
+    """
+    process, port, pids = await startPool(pki, passwordFile, tmp_path)
+    assert sorted(pids) == [1, 2] and all(alive(pid) for pid in pids.values())
+    clients = [Client("localhost", port, "s3cret", ca=[pki.caCert]) for _ in range(6)]
+    closed = [_next(client, "close") for client in clients]
+    for number, client in enumerate(clients):
+        await client.connect()
+        assert await client.request({"n": number}) == {"n": number}
+    assert re.search(r"\[worker [12]\] .*client 0 authenticated from 127\.0\.0\.1:",
+                     process.text())
+    process.signal("TERM")
+    outcome = await process.ended
+    for d in closed:
+        await d
+    assert _stoppedBySignal(outcome), outcome
+    assert "all 2 workers stopped" in outcome.out
+    assert await untilGone(list(pids.values())) == []
+    assert "Traceback" not in outcome.out + outcome.err
+    assert "s3cret" not in outcome.out + outcome.err
+
+
+@inReactor
+async def test_killedWorkerRestarted(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
+    """
+    A worker killed with SIGKILL is started again (and the log says so); its
+    clients reconnect through the shared socket and are served.
+    """
+    process, port, pids = await startPool(pki, passwordFile, tmp_path)
+    client = Client("localhost", port, "s3cret", ca=[pki.caCert], reconnectInterval=0.2)
+    await client.connect()
+    assert client.factory.client is not None and client.factory.client.transport is not None
+    localPort = client.factory.client.transport.getHost().port  # type: ignore[attr-defined]
+    await process.waitFor(f"authenticated from 127.0.0.1:{localPort}")
+    holder = re.search(rf"\[worker (\d)\] .*authenticated from 127\.0\.0\.1:{localPort}\b",
+                       process.text())
+    assert holder is not None
+    number = int(holder.group(1))
+    again = _next(client, "authenticated")
+    os.kill(pids[number], signal.SIGKILL)
+    await process.waitFor(f"worker {number} (pid {pids[number]}) ended")
+    await again
+    assert await client.request({"after": "restart"}) == {"after": "restart"}
+    await process.waitFor("starting it again in 1 s")
+    restarted = await untilStarted(process, number, pids[number])
+    await process.waitFor(f"[worker {number}] worker {number} (pid {restarted}) accepting")
+    assert alive(restarted)
+    await client.disconnect()
+    process.signal("TERM")
+    outcome = await process.ended
+    assert _stoppedBySignal(outcome), outcome
+    assert await untilGone(list(workerPids(process).values())) == []
+
+
+@inReactor
+async def test_workersDieWithParent(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
+    """
+    A worker never outlives its parent: killed with SIGKILL, the parent
+    cannot stop them, and they stop by themselves.
+    """
+    process, port, pids = await startPool(pki, passwordFile, tmp_path)
+    process.signal("KILL")
+    await process.ended
+    assert await untilGone(list(pids.values())) == []
+
+
+@inReactor
+async def test_portInUse(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
+    """
+    With workers too, a port in use ends the parent with one line, and no
+    worker starts.
+    """
+    first, port, pids = await startPool(pki, passwordFile, tmp_path, count=2)
+    try:
+        outcome = await twistd(*serverArgs(pki, passwordFile, port), "--workers", "2",
+                               cwd=tmp_path).ended
+    finally:
+        first.signal("TERM")
+        await first.ended
+    assert outcome.code == 1
+    assert "cannot listen on TLS port 127.0.0.1:" in outcome.err + outcome.out
+    assert "worker 1 started" not in outcome.out
+

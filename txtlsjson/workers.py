@@ -1,0 +1,252 @@
+"""
+C{twistd tlsjson --workers N}: one process binds the listening socket and N
+worker processes accept connections on it, each a whole tls-json server.
+
+The parent binds in C{privilegedStartService} (so privileged ports and
+twistd's C{-u}/C{-g} work as without workers) and hands the socket to each
+worker as its file descriptor 3, which the worker adopts
+(C{IReactorSocket.adoptStreamPort}; see L{txtlsjson.worker}).  The kernel
+then gives each new connection to one of the workers waiting on it.  The
+parent sends each worker its password on its standard input, which stays
+open: a worker whose parent is gone sees it close and stops.
+
+A worker that dies is started again after a delay that doubles while it
+keeps dying soon after starting (1 s up to 30 s), and the log says so.
+Stopping the service (SIGTERM or SIGINT to twistd) stops the restarts and
+sends SIGTERM to every worker, which closes its clients as
+C{server.close()} does; a worker still running 10 s later is killed.
+Every line a worker logs is logged again by the parent, with the worker's
+number.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from txtlsjson.errors import ListenFailed
+
+if TYPE_CHECKING:
+    from txtlsjson.tap import Options
+
+#: The file descriptor a worker finds the listening socket on.
+LISTENING_FD = 3
+
+#: Seconds before a dead worker is started again, doubling while it keeps
+#: dying within L{STEADY_AFTER} seconds of starting, up to L{MAX_RESTART_DELAY}.
+FIRST_RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 30.0
+STEADY_AFTER = 10.0
+
+#: Seconds a worker has to exit after SIGTERM before it is killed.
+STOP_TIMEOUT = 10.0
+
+
+class _Worker(ProcessProtocol):
+    """
+    One worker process, seen from the parent: its output relogged, its end
+    reported to the pool.
+    """
+
+    def __init__(self, pool: "WorkerPool", number: int) -> None:
+        self.pool = pool
+        self.number = number
+        self.pid: Optional[int] = None
+        self.startedAt = 0.0
+        self.ended: Deferred[None] = Deferred()
+        self._partial: Dict[int, bytes] = {1: b"", 2: b""}
+
+    def connectionMade(self) -> None:
+        self.pid = getattr(self.transport, "pid", None)
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        lines = (self._partial.get(childFD, b"") + data).split(b"\n")
+        self._partial[childFD] = lines.pop()
+        for line in lines:
+            self.pool._relog(self.number, line.decode("utf-8", "replace").rstrip("\r"))
+
+    def processEnded(self, reason: Failure) -> None:
+        for childFD, rest in self._partial.items():
+            if rest:
+                self.pool._relog(self.number, rest.decode("utf-8", "replace"))
+        self.ended.callback(None)
+        self.pool._ended(self, reason)
+
+
+class WorkerPool(Service):
+    """
+    Runs C{twistd tlsjson} as worker processes sharing one listening socket.
+    """
+
+    log = Logger()
+
+    def __init__(self, options: "Options", password: str, exitOnListenFailure: bool = False,
+                 reactor: Any = None, executable: str = sys.executable) -> None:
+        """
+        @param options: the parsed C{twistd tlsjson} options (with C{--port});
+            the workers parse the same arguments.
+        @param password: the password, sent to each worker on its standard
+            input (never on a command line).
+        @param exitOnListenFailure: on a failure to bind, raise
+            C{SystemExit} with a one-line message (for C{twistd -n}) rather
+            than L{ListenFailed}.
+        @param reactor: the reactor; the global one by default.
+        @param executable: the Python that runs the workers.
+        """
+        if reactor is None:
+            from twisted.internet import reactor as globalReactor
+
+            reactor = globalReactor
+        self._reactor = reactor
+        self._options = options
+        self._password = password
+        self._exitOnListenFailure = exitOnListenFailure
+        self._executable = executable
+        self.count: int = options["workers"]
+        self._socket: Optional[socket.socket] = None
+        self.workers: Dict[int, _Worker] = {}
+        self._restarts: Dict[int, IDelayedCall] = {}
+        self._delays: Dict[int, float] = {}
+        self._stopping = False
+
+    # -- the service ---------------------------------------------------------
+
+    def privilegedStartService(self) -> None:
+        """
+        Bind the socket now, before twistd sheds privileges.
+        """
+        super().privilegedStartService()  # type: ignore[no-untyped-call]
+        self._bind()
+
+    def startService(self) -> None:
+        """
+        Bind (if not done yet) and start the workers.
+        """
+        super().startService()  # type: ignore[no-untyped-call]
+        self._bind()
+        self._stopping = False
+        for number in range(1, self.count + 1):
+            self._start(number)
+
+    def stopService(self) -> "Deferred[None]":
+        """
+        Stop restarting, ask every worker to stop (SIGTERM), kill those
+        still running after L{STOP_TIMEOUT} seconds, and close the socket.
+
+        @return: a Deferred that fires once every worker has exited.
+        """
+        super().stopService()  # type: ignore[no-untyped-call]
+        self._stopping = True
+        for call in self._restarts.values():
+            if call.active():
+                call.cancel()
+        self._restarts.clear()
+        waiting: List[Deferred[None]] = []
+        for worker in list(self.workers.values()):
+            waiting.append(worker.ended)
+            self._signal(worker, "TERM")
+            killer = self._reactor.callLater(STOP_TIMEOUT, self._signal, worker, "KILL")
+            worker.ended.addCallback(self._cancel, killer)
+
+        def closed(_: object) -> None:
+            if self._socket is not None:
+                self._socket.close()
+                self._socket = None
+            self.log.info("all {count} workers stopped", count=self.count)
+
+        return gatherResults(waiting).addCallback(closed)
+
+    @staticmethod
+    def _cancel(result: None, call: IDelayedCall) -> None:
+        if call.active():
+            call.cancel()
+
+    # -- the socket ------------------------------------------------------------
+
+    @property
+    def address(self) -> Any:
+        """
+        The bound address, as C{(host, port)}; L{None} before binding.
+        """
+        return None if self._socket is None else self._socket.getsockname()
+
+    def _bind(self) -> None:
+        if self._socket is not None:
+            return
+        from txtlsjson.server import DEFAULT_BACKLOG
+
+        interface = self._options["interface"]
+        family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((interface, self._options["port"]))
+            sock.listen(DEFAULT_BACKLOG)
+            sock.setblocking(False)
+        except OSError as e:
+            sock.close()
+            message = (f"cannot listen on TLS port {interface or '*'}:{self._options['port']}: "
+                       f"{e.strerror}")
+            if self._exitOnListenFailure:
+                raise SystemExit(f"twistd tlsjson: {message}") from None
+            raise ListenFailed(message) from None
+        self._socket = sock
+        host, port = sock.getsockname()[:2]
+        self.log.info("tls-json server listening on {host}:{port} (port={port}) with "
+                      "{count} workers", host=host, port=port, count=self.count)
+
+    # -- the workers -------------------------------------------------------------
+
+    def _start(self, number: int) -> None:
+        assert self._socket is not None
+        self._restarts.pop(number, None)
+        worker = _Worker(self, number)
+        config = {"number": number, "password": self._password,
+                  "arguments": self._options.arguments, "fd": LISTENING_FD,
+                  "family": int(self._socket.family)}
+        transport = self._reactor.spawnProcess(
+            worker, self._executable, [self._executable, "-m", "txtlsjson.worker"],
+            env=dict(os.environ),
+            childFDs={0: "w", 1: "r", 2: "r", LISTENING_FD: self._socket.fileno()})
+        transport.write(json.dumps(config).encode("utf-8") + b"\n")
+        worker.startedAt = self._reactor.seconds()
+        self.workers[number] = worker
+        self.log.info("worker {number} started (pid {pid})", number=number, pid=worker.pid)
+
+    def _ended(self, worker: _Worker, reason: Failure) -> None:
+        if self.workers.get(worker.number) is worker:
+            del self.workers[worker.number]
+        if self._stopping:
+            self.log.info("worker {number} (pid {pid}) stopped", number=worker.number,
+                          pid=worker.pid)
+            return
+        lived = self._reactor.seconds() - worker.startedAt
+        delay = FIRST_RESTART_DELAY
+        if lived < STEADY_AFTER:
+            delay = min(MAX_RESTART_DELAY, 2 * self._delays.get(worker.number, delay / 2))
+        self._delays[worker.number] = delay
+        self.log.warn("worker {number} (pid {pid}) ended ({why}) after {lived:.1f} s; "
+                      "starting it again in {delay:g} s", number=worker.number,
+                      pid=worker.pid, why=reason.getErrorMessage(), lived=lived, delay=delay)
+        self._restarts[worker.number] = self._reactor.callLater(delay, self._start,
+                                                                worker.number)
+
+    def _signal(self, worker: _Worker, name: str) -> None:
+        try:
+            worker.transport.signalProcess(name)  # type: ignore[union-attr]
+        except Exception:  # it has exited already
+            pass
+
+    def _relog(self, number: int, line: str) -> None:
+        if line:
+            self.log.info("[worker {number}] {line}", number=number, line=line)
