@@ -20,7 +20,9 @@ from twisted.python.failure import Failure
 from txtlsjson.answers import Responder
 from txtlsjson.errors import NotConnected, TLSJSONError
 from txtlsjson.events import EventEmitter, sendOrReport, unexpectedEnd
+from txtlsjson.manyclients import ManyClients
 from txtlsjson.protocol import TLSJSONServerFactory, TLSJSONServerProtocol, peerOf
+from txtlsjson.rooms import Rooms
 from txtlsjson.settings import ServerSettings
 from txtlsjson.tls import PathLike, serverTLSOptions
 from txtlsjson.wire import JSONObject
@@ -77,7 +79,7 @@ class _ServerFactory(TLSJSONServerFactory):
 DEFAULT_BACKLOG = 1024
 
 
-class Server(EventEmitter):
+class Server(EventEmitter, ManyClients):
     """
     A tls-json server.
 
@@ -142,6 +144,7 @@ class Server(EventEmitter):
         self.factory = _ServerFactory(self, password, self.settings, reactor)
         self._reactor: Any = self.factory.clock
         self._connections: Dict[int, _ServerProtocol] = {}
+        self._rooms: Rooms[int] = Rooms()
         self._nextId = 0
         self._listeningPorts: List[IListeningPort] = []
 
@@ -153,6 +156,7 @@ class Server(EventEmitter):
 
     def _unregister(self, protocol: _ServerProtocol) -> None:
         self._connections.pop(protocol.connectionId, None)
+        self._rooms.forget(protocol.connectionId)
 
     def listen(self, port: int = 0, interface: str = "",
                backlog: int = DEFAULT_BACKLOG) -> "Deferred[IListeningPort]":
