@@ -223,3 +223,10 @@ class CommandError(TLSJSONError):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.code = code
+
+
+class ClusterUnavailable(TLSJSONError):
+    """
+    A message for another node could not be sent: the cluster bus (NATS)
+    is not connected.  Local clients are not affected.
+    """

@@ -8,15 +8,18 @@ the same line written to each.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Collection, FrozenSet, Iterable, List, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Collection, FrozenSet, Iterable, List, Mapping, Optional
+
+from twisted.internet.defer import Deferred, succeed
 
 from txtlsjson.codec import encodeMessageLine
-from txtlsjson.errors import InvalidOutgoingMessage, NotConnected
+from txtlsjson.errors import ClusterUnavailable, InvalidOutgoingMessage, NotConnected
 from txtlsjson.rooms import Rooms
 from txtlsjson.settings import ServerSettings
 from txtlsjson.wire import JSONObject
 
 if TYPE_CHECKING:
+    from txtlsjson.cluster import Cluster
     from txtlsjson.protocol import TLSJSONServerProtocol
 
 
@@ -26,8 +29,10 @@ class ManyClients:
     """
 
     settings: ServerSettings
+    cluster: Optional["Cluster"]
     _connections: "Mapping[int, TLSJSONServerProtocol]"
     _rooms: Rooms[int]
+    emit: Callable[..., None]
 
     @property
     def clientCount(self) -> int:
@@ -38,10 +43,30 @@ class ManyClients:
 
     def isConnected(self, connectionId: int) -> bool:
         """
-        Whether client C{connectionId} is connected and authenticated.
+        Whether client C{connectionId} is connected to this node and
+        authenticated.
         """
         protocol = self._connections.get(connectionId)
         return protocol is not None and protocol.isAuthenticated
+
+    def isConnectedAnywhere(self, connectionId: int) -> "Deferred[bool]":
+        """
+        Whether client C{connectionId} is connected and authenticated on
+        any node of the cluster (this node's, without one).
+        """
+        cluster = self.cluster
+        if cluster is None or cluster.isLocal(connectionId):
+            return succeed(self.isConnected(connectionId))
+        return cluster.isConnected(connectionId)
+
+    @property
+    def clusterClientCount(self) -> int:
+        """
+        How many clients the cluster has: this node's now, the others' at
+        their last heartbeat (at most a heartbeat interval old).
+        """
+        cluster = self.cluster
+        return self.clientCount + (cluster.clientCount if cluster is not None else 0)
 
     def join(self, connectionId: int, room: str) -> None:
         """
@@ -51,14 +76,38 @@ class ManyClients:
         @raise NotConnected: if there is no such connection.
         """
         if connectionId not in self._connections:
-            raise NotConnected(f"no connection {connectionId!r} to put in room {room!r}")
+            cluster = self._clusterOf(connectionId)
+            if cluster is None:
+                raise NotConnected(f"no connection {connectionId!r} to put in room {room!r}")
+            self._remote(connectionId, cluster.join(connectionId, room))
+            return
         self._rooms.join(connectionId, room)
 
     def leave(self, connectionId: int, room: str) -> None:
         """
         Take client C{connectionId} out of C{room} (if it is in it).
         """
+        cluster = self._clusterOf(connectionId)
+        if cluster is not None:
+            self._remote(connectionId, cluster.leave(connectionId, room))
+            return
         self._rooms.leave(connectionId, room)
+
+    def _clusterOf(self, connectionId: int) -> "Optional[Cluster]":
+        """
+        The cluster, if C{connectionId} is another node's; else L{None}.
+        """
+        cluster = self.cluster
+        if cluster is None or cluster.isLocal(connectionId) or connectionId in self._connections:
+            return None
+        return cluster
+
+    def _remote(self, connectionId: int, done: "Deferred[Any]") -> None:
+        """
+        Report the failure of an operation on another node's client as an
+        C{error} event.
+        """
+        done.addErrback(lambda failure: self.emit("error", connectionId, failure.value))
 
     def roomsOf(self, connectionId: int) -> FrozenSet[str]:
         """
@@ -76,35 +125,56 @@ class ManyClients:
                    exclude: Collection[int] = ()) -> int:
         """
         Send C{message} to every authenticated client in C{room} but those
-        in C{exclude} (socket.io's C{io.to(room).emit}).  The message is
-        encoded once.
+        in C{exclude} (socket.io's C{io.to(room).emit}) -- in a cluster, on
+        every node.  The message is encoded once per node.
 
-        @return: how many clients it was written to.
+        @return: how many clients of this node it was written to.
         @raise InvalidOutgoingMessage: if the message cannot be sent as it
             is; nothing was sent.
         """
-        return self._fanOut(self._rooms.members(room), message, exclude)
+        sent = self._fanOutLocal(room, message, exclude)
+        cluster = self.cluster
+        if cluster is not None:
+            self._tellCluster(cluster.sendToRoom, room, message, exclude)
+        return sent
 
     def broadcast(self, message: JSONObject, exclude: Collection[int] = ()) -> int:
         """
         Send C{message} to every authenticated client but those in
-        C{exclude}.  The message is encoded once.
+        C{exclude} -- in a cluster, on every node.  The message is encoded
+        once per node.
 
-        @return: how many clients it was written to.
+        @return: how many clients of this node it was written to.
         @raise InvalidOutgoingMessage: if the message cannot be sent as it
             is; nothing was sent.
         """
-        return self._fanOut(list(self._connections), message, exclude)
+        sent = self._fanOutLocal(None, message, exclude)
+        cluster = self.cluster
+        if cluster is not None:
+            self._tellCluster(cluster.broadcast, message, exclude)
+        return sent
 
-    def _fanOut(self, connectionIds: Iterable[int], message: JSONObject,
-                exclude: Collection[int]) -> int:
+    def _tellCluster(self, publish: Callable[..., None], *args: Any) -> None:
+        try:
+            publish(*args)
+        except ClusterUnavailable as e:
+            # This node's clients have it; the others are reported.
+            self.emit("error", None, e)
+
+    def _fanOutLocal(self, room: Optional[str], message: JSONObject,
+                     exclude: Collection[int]) -> int:
+        """
+        Send C{message} to this node's clients: those in C{room}, or all.
+        """
         line = encodeMessageLine(message)
         if len(line) > self.settings.maxLineLength + 1:
             raise InvalidOutgoingMessage(
                 f"message of {len(line) - 1} bytes exceeds maxLineLength "
                 f"({self.settings.maxLineLength})")
-        sent = 0
         connections = self._connections
+        connectionIds: Iterable[int] = (
+            list(connections) if room is None else self._rooms.members(room))
+        sent = 0
         for connectionId in connectionIds:
             protocol = connections.get(connectionId)
             if protocol is not None and protocol.isAuthenticated and connectionId not in exclude:

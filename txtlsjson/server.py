@@ -8,7 +8,7 @@ prefer L{txtlsjson.protocol.TLSJSONServerFactory} directly.
 from __future__ import annotations
 
 import socket
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
@@ -18,6 +18,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from txtlsjson.answers import Responder
+from txtlsjson.codec import encodeMessageLine
 from txtlsjson.errors import NotConnected, TLSJSONError
 from txtlsjson.events import EventEmitter, sendOrReport, unexpectedEnd
 from txtlsjson.manyclients import ManyClients
@@ -26,6 +27,9 @@ from txtlsjson.rooms import Rooms
 from txtlsjson.settings import ServerSettings
 from txtlsjson.tls import PathLike, serverTLSOptions
 from txtlsjson.wire import JSONObject
+
+if TYPE_CHECKING:
+    from txtlsjson.cluster import Cluster
 
 
 class _ServerProtocol(TLSJSONServerProtocol):
@@ -111,6 +115,7 @@ class Server(EventEmitter, ManyClients):
         clientCA: Optional[Sequence[PathLike]] = None,
         tlsOptions: Any = None,
         settings: Optional[ServerSettings] = None,
+        cluster: "Optional[Cluster]" = None,
         reactor: Optional[IReactorTime] = None,
         **overrides: Any,
     ) -> None:
@@ -126,6 +131,10 @@ class Server(EventEmitter, ManyClients):
             neither, only L{listenOn} with an endpoint that does TLS itself
             can be used.
         @param settings: the L{ServerSettings}; the defaults if L{None}.
+        @param cluster: a L{Cluster<txtlsjson.cluster.Cluster>} to join: ids
+            become unique across its nodes, and send, request, rooms and
+            broadcast reach clients on any node.  The server joins it now,
+            in the background, and leaves it on L{close}.
         @param reactor: the reactor; the global one by default.
         @param overrides: settings by name, replacing those of C{settings}:
             C{Server(password, ..., requestTimeout=5)}.
@@ -145,12 +154,18 @@ class Server(EventEmitter, ManyClients):
         self._reactor: Any = self.factory.clock
         self._connections: Dict[int, _ServerProtocol] = {}
         self._rooms: Rooms[int] = Rooms()
+        self.cluster = cluster
+        if cluster is not None:
+            cluster.attach(self)
         self._nextId = 0
         self._listeningPorts: List[IListeningPort] = []
 
     def _register(self, protocol: _ServerProtocol) -> int:
-        connectionId = self._nextId
-        self._nextId += 1
+        if self.cluster is not None:
+            connectionId = self.cluster.newConnectionId()
+        else:
+            connectionId = self._nextId
+            self._nextId += 1
         self._connections[connectionId] = protocol
         return connectionId
 
@@ -252,6 +267,8 @@ class Server(EventEmitter, ManyClients):
             if isinstance(stopped, Deferred):
                 waiting.append(stopped)
         waiting.append(self.factory.closeConnections())
+        if self.cluster is not None:
+            waiting.append(self.cluster.stop())
         return gatherResults(waiting).addCallback(lambda _: None)
 
     @property
@@ -272,22 +289,52 @@ class Server(EventEmitter, ManyClients):
 
     def send(self, connectionId: int, message: JSONObject) -> None:
         """
-        Send a message to client C{connectionId}.  If it is not connected
-        and authenticated, an C{error} event reports L{NotConnected}.
+        Send a message to client C{connectionId} -- in a cluster, on
+        whichever node holds it.  If it is not connected and authenticated,
+        an C{error} event reports L{NotConnected} (for another node's
+        client, when that node answers; L{ClusterUnavailable} while NATS
+        is unreachable).
 
         @raise InvalidOutgoingMessage: if the message cannot be sent as it
             is; nothing was sent.
         """
-        sendOrReport(self, self._connections.get(connectionId), message, connectionId)
+        protocol = self._connections.get(connectionId)
+        cluster = self.cluster
+        if protocol is None and cluster is not None and not cluster.isLocal(connectionId):
+            encodeMessageLine(message)  # refuse it here, as for a local client
+            cluster.send(connectionId, message).addErrback(
+                lambda failure: self.emit("error", connectionId, failure.value))
+            return
+        sendOrReport(self, protocol, message, connectionId)
 
     def request(self, connectionId: int, request: JSONObject) -> "Deferred[JSONObject]":
         """
-        Send a request to client C{connectionId}.
+        Send a request to client C{connectionId} -- in a cluster, on
+        whichever node holds it.
 
         @return: a Deferred that fires with the response, or fails with
-            L{NotConnected}, L{InvalidOutgoingMessage}, L{RequestTimeout} or
-            L{ConnectionLost}.
+            L{NotConnected}, L{InvalidOutgoingMessage}, L{RequestTimeout},
+            L{ConnectionLost} or (NATS unreachable)
+            L{ClusterUnavailable<txtlsjson.errors.ClusterUnavailable>}.
         """
+        cluster = self.cluster
+        if (connectionId not in self._connections and cluster is not None
+                and not cluster.isLocal(connectionId)):
+            return cluster.request(connectionId, request, self.settings.requestTimeout)
+        return self._requestLocal(connectionId, request)
+
+    def _sendLocal(self, connectionId: int, message: JSONObject) -> None:
+        """
+        Send to a client of this node, for the cluster.
+
+        @raise NotConnected: if it is not connected and authenticated.
+        """
+        protocol = self._connections.get(connectionId)
+        if protocol is None:
+            raise NotConnected(f"connection {connectionId} is not connected")
+        protocol.send(message)
+
+    def _requestLocal(self, connectionId: int, request: JSONObject) -> "Deferred[JSONObject]":
         protocol = self._connections.get(connectionId)
         if protocol is None:
             return fail(NotConnected())

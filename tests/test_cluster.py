@@ -1,0 +1,119 @@
+"""
+Servers joined by a real NATS (C{nats-server} on 127.0.0.1): send,
+request, rooms, broadcast and presence across nodes; a node that leaves;
+NATS stopped and started again.  Two nodes in this process here, each with
+its own NATS connection; C{test_clusterProcesses} runs nodes as processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, List, Tuple
+
+import pytest
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
+
+from txtlsjson import Client, Server
+from txtlsjson.cluster import Cluster
+from txtlsjson.errors import ClusterUnavailable, ConnectionLost, NotConnected
+
+from .conftest import PKI
+from .inreactor import inReactor
+from .natsserver import NATSServer
+from .test_integration import WAIT, nextEvent
+
+#: Seconds between heartbeats in these tests (a node is gone after three).
+BEAT = 0.2
+
+
+async def until(condition: Any, what: str, seconds: float = WAIT) -> None:
+    """
+    Wait (at most C{seconds}) for C{condition()} to be true.
+    """
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return
+        await deferLater(reactor, 0.02, lambda: None)
+    raise AssertionError(f"not within {seconds} s: {what}")
+
+
+async def node(pki: PKI, nats: NATSServer) -> Server:
+    """
+    A server listening on 127.0.0.1, joined to the cluster.
+    """
+    server = Server("s3cret", certificate=pki.serverCert, privateKey=pki.serverKey,
+                    cluster=Cluster([nats.url], heartbeatInterval=BEAT))
+    await server.listen(0, "127.0.0.1")
+    assert server.cluster is not None
+    await server.cluster.whenConnected().addTimeout(WAIT, reactor)
+    return server
+
+
+async def clientOf(server: Server, pki: PKI, **settings: Any) -> Tuple[Client, List[Any], int]:
+    """
+    A client of C{server}: the client, the messages it receives, its id.
+    """
+    client = Client("localhost", server.port or 0, "s3cret", ca=[pki.caCert], **settings)
+    messages: List[Any] = []
+    client.on("message", messages.append)
+    authenticated = nextEvent(server, "authenticated")
+    await client.connect()
+    (connectionId, _) = await authenticated
+    return client, messages, connectionId
+
+
+async def twoNodes(pki: PKI, nats: NATSServer) -> Tuple[Server, Server]:
+    a, b = await node(pki, nats), await node(pki, nats)
+    assert a.cluster is not None and b.cluster is not None
+    await until(lambda: b.cluster.serial in a.cluster.nodes  # type: ignore[union-attr]
+                and a.cluster.serial in b.cluster.nodes, "the nodes see each other")  # type: ignore[union-attr]
+    return a, b
+
+
+@inReactor
+async def test_acrossNodes(pki: PKI) -> None:
+    """
+    A client held by node B is reached from node A by its id: messages,
+    requests (both answers and the client's own errors), rooms, broadcast
+    and presence; and the ids of the two nodes never collide.
+    """
+    nats = await NATSServer().start()
+    a, b = await twoNodes(pki, nats)
+    try:
+        clientA, messagesA, idA = await clientOf(a, pki)
+        clientB, messagesB, idB = await clientOf(b, pki)
+        assert idA != idB
+        clientB.on("request", lambda request, res: res.send({"seen": request["n"]}))
+
+        a.send(idB, {"from": "a"})
+        assert await a.request(idB, {"n": 7}) == {"seen": 7}
+        await until(lambda: messagesB == [{"from": "a"}], "the message crossed")
+
+        a.join(idB, "room")
+        await until(lambda: b.members("room") == [idB], "B's client joined")
+        a.join(idA, "room")
+        assert a.sendToRoom("room", {"to": "room"}) == 1
+        await until(lambda: messagesA[-1:] == [{"to": "room"}]
+                    and messagesB[-1:] == [{"to": "room"}], "the room message arrived")
+        assert b.broadcast({"to": "all"}) == 1
+        await until(lambda: messagesA[-1:] == [{"to": "all"}]
+                    and messagesB[-1:] == [{"to": "all"}], "the broadcast arrived")
+
+        assert await a.isConnectedAnywhere(idB) is True
+        assert await a.isConnectedAnywhere(idB + 1) is False
+        await until(lambda: a.clusterClientCount == 2, "the count includes B's client")
+
+        errors: List[Any] = []
+        a.on("error", lambda i, e: errors.append((i, e)))
+        a.send(idB + 1, {"to": "nobody"})
+        await until(lambda: len(errors) == 1, "the failed send was reported")
+        assert errors[0][0] == idB + 1 and isinstance(errors[0][1], NotConnected)
+        with pytest.raises(NotConnected):
+            await a.request(idB + 1, {"n": 1})
+        await clientA.disconnect()
+        await clientB.disconnect()
+    finally:
+        await a.close()
+        await b.close()
+        await nats.stop()

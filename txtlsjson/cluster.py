@@ -1,0 +1,478 @@
+"""
+A cluster of servers joined by NATS: connection ids unique and routable
+across nodes, and send, request, rooms and broadcast reaching clients on
+any node.
+
+    server = Server(password, certificate=..., privateKey=...,
+                    cluster=Cluster(["nats://127.0.0.1:4222"]))
+
+Each node (a worker, or a process on another host) picks a random serial
+of 28 bits; its connection ids are C{serial << 24 | n}, so the id says which
+node holds the connection.  Everything between nodes goes through NATS
+subjects under a prefix (C{tlsjson} by default):
+
+  - C{<prefix>.node.<serial>}: requests to one node, answered by it --
+    C{send}, C{request}, C{join}, C{leave}, C{has} a connection of its own;
+  - C{<prefix>.broadcast} and C{<prefix>.room}: messages every node
+    delivers to its own clients (the sender's node delivers its own share
+    directly, so local clients get them without NATS);
+  - C{<prefix>.heartbeat}: every node says it is alive, with how many
+    clients it has, every C{heartbeatInterval}; a node not heard from for
+    three intervals is gone, and requests waiting on its clients fail with
+    L{ConnectionLost}.
+
+What is guaranteed (as NATS core gives it): at most once across nodes;
+messages from one node to one client keep their order; a request to a
+client on another node is answered, or fails -- with the client's own
+error (C{RequestTimeout}, C{ConnectionLost}), with L{NotConnected} if no
+node holds the id, with L{ConnectionLost} if its node goes, or with
+L{ClusterUnavailable} at once while NATS is unreachable -- never silently.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, Optional, Sequence, Set
+
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from txtlsjson.codec import decodeLine, encodeValue
+from txtlsjson.errors import (
+    ClusterUnavailable,
+    ConnectionLost,
+    InvalidOutgoingMessage,
+    NotConnected,
+    RequestTimeout,
+    TLSJSONError,
+)
+from txtlsjson.natsthread import NATSConnection
+from txtlsjson.observers import Observers
+from txtlsjson.wire import JSONObject
+
+if TYPE_CHECKING:
+    from txtlsjson.server import Server
+
+#: Bits of a connection id that number a node's connections.
+LOCAL_BITS = 24
+
+#: The errors a node's answer may name, rebuilt on the asking node.
+_ERRORS: Dict[str, Callable[[str], TLSJSONError]] = {
+    cls.__name__: cls for cls in (NotConnected, RequestTimeout, ConnectionLost,
+                                  InvalidOutgoingMessage, ClusterUnavailable)}
+
+
+def nodeOf(connectionId: int) -> int:
+    """
+    The serial of the node holding C{connectionId}.
+    """
+    return connectionId >> LOCAL_BITS
+
+
+def _encode(obj: JSONObject) -> bytes:
+    return encodeValue(obj)
+
+
+class Cluster:
+    """
+    This node's membership of a cluster: give it to a
+    L{Server<txtlsjson.server.Server>} (C{cluster=}).
+
+    @ivar serial: this node's serial, the high bits of its connection ids.
+    @ivar nodes: the serials of the other nodes heard from lately, with how
+        many clients each has.
+    """
+
+    log = Logger()
+
+    def __init__(self, servers: Sequence[str], *, prefix: str = "tlsjson",
+                 heartbeatInterval: float = 1.0, options: Optional[Dict[str, Any]] = None,
+                 reactor: Any = None, connection: Optional[NATSConnection] = None) -> None:
+        """
+        @param servers: the NATS server URLs (several: NATS tries the next).
+        @param prefix: the first token of every subject, so that several
+            clusters can share a NATS.
+        @param heartbeatInterval: seconds between heartbeats; a node not
+            heard from for three is taken for gone.
+        @param options: more keyword arguments of C{nats.connect} (TLS,
+            credentials; see L{natsOptions}).
+        @param reactor: the reactor; the global one by default.
+        @param connection: the NATS connection to use (tests); made from
+            C{servers} by default.
+        """
+        if reactor is None:
+            from twisted.internet import reactor as globalReactor
+
+            reactor = globalReactor
+        self._reactor = reactor
+        self.prefix = prefix
+        self.heartbeatInterval = heartbeatInterval
+        self.serial = random.randrange(1, 2**28)
+        self._nats = connection or NATSConnection(reactor, servers, options=options,
+                                                  reconnectWait=min(1.0, heartbeatInterval))
+        self._server: Optional["Server"] = None
+        self._counter = 0
+        self.nodes: Dict[int, int] = {}
+        self._lastHeard: Dict[int, float] = {}
+        self._pending: Dict[int, Set["Deferred[Any]"]] = {}
+        self._heartbeat: Optional[IDelayedCall] = None
+        self._subscribed = False
+        # Subscribed, and so reachable: the observers of whenConnected.
+        self._ready = False
+        self._readyObservers: Observers[None] = Observers()
+        self._stopped = False
+
+    # -- life ----------------------------------------------------------------
+
+    def attach(self, server: "Server") -> None:
+        """
+        Serve C{server}'s connections to the cluster, and start joining it
+        (in the background: local traffic never waits for NATS).
+        """
+        self._server = server
+        self._nats.onConnected(self._connected)
+        self._nats.onDisconnected(self._disconnected)
+        self._nats.start()
+        self._beat()
+
+    def whenConnected(self) -> "Deferred[None]":
+        """
+        @return: a new Deferred that fires once connected to NATS and
+            subscribed.
+        """
+        if self._ready and self._nats.connected:
+            return succeed(None)
+        return self._readyObservers.whenFired()
+
+    @property
+    def connected(self) -> bool:
+        """
+        Whether the cluster bus is up.
+        """
+        return self._nats.connected
+
+    def stop(self) -> "Deferred[None]":
+        """
+        Say goodbye, leave the cluster and close the NATS connection.
+        """
+        self._stopped = True
+        self._readyObservers.fail(ClusterUnavailable("this node left the cluster"))
+        if self._heartbeat is not None and self._heartbeat.active():
+            self._heartbeat.cancel()
+        self._heartbeat = None
+        self._failAll(ConnectionLost("this node left the cluster"))
+        if self._nats.connected:
+            try:
+                self._nats.publish(f"{self.prefix}.heartbeat",
+                                   _encode({"node": self.serial, "gone": True}))
+            except ClusterUnavailable:
+                pass
+        return self._nats.stop()
+
+    def _connected(self) -> None:
+        if self._subscribed:
+            return
+        self._subscribed = True
+        subscriptions = [
+            self._nats.subscribe(f"{self.prefix}.node.{self.serial}", self._onNodeRequest),
+            self._nats.subscribe(f"{self.prefix}.broadcast", self._onBroadcast),
+            self._nats.subscribe(f"{self.prefix}.room", self._onRoom),
+            self._nats.subscribe(f"{self.prefix}.heartbeat", self._onHeartbeat),
+        ]
+        def ready(_: object) -> None:
+            self._ready = True
+            self._readyObservers.fire(None)
+
+        gatherResults(subscriptions).addCallbacks(
+            ready, lambda f: self.log.failure("cannot subscribe", f))
+
+    def _disconnected(self) -> None:
+        # Nodes may come and go meanwhile: forget them, they will beat again.
+        self.nodes.clear()
+        self._lastHeard.clear()
+        self._failAll(ClusterUnavailable("lost the connection to NATS"))
+
+    # -- ids -------------------------------------------------------------------
+
+    def newConnectionId(self) -> int:
+        """
+        An id for a new connection of this node, unique in the cluster.
+        After 2**24 connections the node takes a new serial.
+        """
+        if self._counter >= 2**LOCAL_BITS:
+            self.serial = random.randrange(1, 2**28)
+            self._counter = 0
+            self._subscribed = False
+            if self._nats.connected:
+                self._connected()
+        self._counter += 1
+        return self.serial << LOCAL_BITS | (self._counter - 1)
+
+    def isLocal(self, connectionId: int) -> bool:
+        """
+        Whether C{connectionId} is (or was) one of this node's.
+        """
+        return nodeOf(connectionId) == self.serial
+
+    # -- to other nodes ------------------------------------------------------------
+
+    def _ask(self, connectionId: int, operation: JSONObject, timeout: float) -> "Deferred[Any]":
+        """
+        Send C{operation} to the node holding C{connectionId}; its answer's
+        value, or its error rebuilt here.
+        """
+        if self._stopped or not self._nats.connected:
+            return fail(ClusterUnavailable(
+                f"cannot reach connection {connectionId}: not connected to NATS"))
+        node = nodeOf(connectionId)
+        if node not in self.nodes:
+            return fail(NotConnected(f"no node holds connection {connectionId}"))
+        operation["id"] = connectionId
+        try:
+            data = _encode(operation)
+        except InvalidOutgoingMessage:
+            return fail()
+        d = self._nats.request(f"{self.prefix}.node.{node}", data, timeout)
+        pending = self._pending.setdefault(node, set())
+        result: Deferred[Any] = Deferred()
+        pending.add(result)
+
+        def answered(reply: bytes) -> None:
+            pending.discard(result)
+            if result.called:
+                return
+            answer = decodeLine(reply)
+            if "error" in answer:
+                error = _ERRORS.get(answer["error"], TLSJSONError)
+                result.errback(error(answer.get("message", "")))
+            else:
+                result.callback(answer.get("ok"))
+
+        def failed(failure: Failure) -> None:
+            pending.discard(result)
+            if result.called:
+                return
+            name = type(failure.value).__name__
+            if name == "NoRespondersError":
+                result.errback(NotConnected(f"no node holds connection {connectionId}"))
+            elif name == "TimeoutError":
+                result.errback(RequestTimeout())
+            elif isinstance(failure.value, TLSJSONError):
+                result.errback(failure)
+            else:
+                result.errback(ClusterUnavailable(
+                    f"cannot reach connection {connectionId}: {failure.getErrorMessage()}"))
+
+        d.addCallbacks(answered, failed)
+        return result
+
+    def send(self, connectionId: int, message: JSONObject) -> "Deferred[None]":
+        """
+        Send C{message} to a client of another node.
+
+        @return: a Deferred that fires once that node has written it, or
+            fails (L{NotConnected}, L{ClusterUnavailable}, ...).
+        """
+        return self._ask(connectionId, {"op": "send", "message": message}, 5.0)
+
+    def request(self, connectionId: int, request: JSONObject,
+                timeout: float) -> "Deferred[JSONObject]":
+        """
+        Send C{request} to a client of another node.
+
+        @param timeout: the request timeout (C{0}: the node's own); the
+            NATS request waits a little longer, so that the node's own
+            timeout is what the caller sees.
+        """
+        wait = (timeout if timeout > 0 else 3600.0) + 2.0
+        return self._ask(connectionId, {"op": "request", "request": request,
+                                        "timeout": timeout}, wait)
+
+    def join(self, connectionId: int, room: str) -> "Deferred[None]":
+        """
+        Put a client of another node in C{room}.
+        """
+        return self._ask(connectionId, {"op": "join", "room": room}, 5.0)
+
+    def leave(self, connectionId: int, room: str) -> "Deferred[None]":
+        """
+        Take a client of another node out of C{room}.
+        """
+        return self._ask(connectionId, {"op": "leave", "room": room}, 5.0)
+
+    def isConnected(self, connectionId: int) -> "Deferred[bool]":
+        """
+        Whether a client of another node is connected and authenticated.
+        """
+        def nowhere(failure: Failure) -> bool:
+            failure.trap(NotConnected)
+            return False
+
+        return self._ask(connectionId, {"op": "has"}, 5.0).addErrback(nowhere)
+
+    def broadcast(self, message: JSONObject, exclude: Collection[int]) -> None:
+        """
+        Have every other node send C{message} to all its clients.
+
+        @raise ClusterUnavailable: if NATS is not connected.
+        """
+        self._nats.publish(f"{self.prefix}.broadcast", _encode(
+            {"origin": self.serial, "message": message, "exclude": list(exclude)}))
+
+    def sendToRoom(self, room: str, message: JSONObject, exclude: Collection[int]) -> None:
+        """
+        Have every other node send C{message} to its clients in C{room}.
+
+        @raise ClusterUnavailable: if NATS is not connected.
+        """
+        self._nats.publish(f"{self.prefix}.room", _encode(
+            {"origin": self.serial, "room": room, "message": message,
+             "exclude": list(exclude)}))
+
+    @property
+    def clientCount(self) -> int:
+        """
+        How many clients the other nodes had at their last heartbeats.
+        """
+        return sum(self.nodes.values())
+
+    # -- from other nodes --------------------------------------------------------
+
+    def _reply(self, reply: str, answer: JSONObject) -> None:
+        if reply:
+            try:
+                self._nats.publish(reply, _encode(answer))
+            except ClusterUnavailable:
+                pass
+
+    def _onNodeRequest(self, subject: str, data: bytes, reply: str) -> None:
+        server = self._server
+        assert server is not None
+        try:
+            operation = decodeLine(data)
+            op = operation["op"]
+            connectionId = operation["id"]
+        except Exception:
+            self.log.warn("a malformed cluster request on {subject}; ignored", subject=subject)
+            return
+        if op == "has":
+            self._reply(reply, {"ok": server.isConnected(connectionId)})
+            return
+        if op == "request":
+            d = server._requestLocal(connectionId, operation["request"])
+            d.addCallbacks(lambda response: self._reply(reply, {"ok": response}),
+                           lambda failure: self._reply(reply, _errorAnswer(failure)))
+            return
+        try:
+            if op == "send":
+                server._sendLocal(connectionId, operation["message"])
+            elif op == "join":
+                server.join(connectionId, operation["room"])
+            elif op == "leave":
+                server.leave(connectionId, operation["room"])
+            else:
+                raise TLSJSONError(f"unknown cluster operation {op!r}")
+        except Exception:
+            self._reply(reply, _errorAnswer(Failure()))
+            return
+        self._reply(reply, {"ok": None})
+
+    def _onBroadcast(self, subject: str, data: bytes, reply: str) -> None:
+        server = self._server
+        if server is None:
+            return
+        payload = decodeLine(data)
+        if payload.get("origin") != self.serial:
+            server._fanOutLocal(None, payload["message"], payload.get("exclude", ()))
+
+    def _onRoom(self, subject: str, data: bytes, reply: str) -> None:
+        server = self._server
+        if server is None:
+            return
+        payload = decodeLine(data)
+        if payload.get("origin") != self.serial:
+            server._fanOutLocal(payload["room"], payload["message"], payload.get("exclude", ()))
+
+    # -- heartbeats ------------------------------------------------------------------
+
+    def _beat(self) -> None:
+        self._heartbeat = self._reactor.callLater(self.heartbeatInterval, self._beat)
+        now = self._reactor.seconds()
+        for node, heard in list(self._lastHeard.items()):
+            if now - heard > 3 * self.heartbeatInterval:
+                self._gone(node)
+        server = self._server
+        if server is not None and self._nats.connected and self._subscribed:
+            try:
+                self._nats.publish(f"{self.prefix}.heartbeat", _encode(
+                    {"node": self.serial, "clients": server.clientCount}))
+            except ClusterUnavailable:
+                pass
+
+    def _onHeartbeat(self, subject: str, data: bytes, reply: str) -> None:
+        beat = decodeLine(data)
+        node = beat.get("node")
+        if type(node) is not int or node == self.serial:
+            return
+        if beat.get("gone"):
+            self._gone(node)
+            return
+        if node not in self.nodes:
+            self.log.info("node {node} joined the cluster", node=node)
+        self.nodes[node] = int(beat.get("clients", 0))
+        self._lastHeard[node] = self._reactor.seconds()
+
+    def _gone(self, node: int) -> None:
+        self.nodes.pop(node, None)
+        self._lastHeard.pop(node, None)
+        self.log.info("node {node} left the cluster", node=node)
+        for d in list(self._pending.pop(node, ())):
+            if not d.called:
+                d.errback(ConnectionLost(f"node {node} left the cluster"))
+
+    def _failAll(self, error: TLSJSONError) -> None:
+        pending, self._pending = self._pending, {}
+        for waiting in pending.values():
+            for d in list(waiting):
+                if not d.called:
+                    d.errback(error)
+
+
+def _errorAnswer(failure: Failure) -> JSONObject:
+    error = failure.value
+    name = type(error).__name__
+    if name not in _ERRORS:
+        for known, cls in _ERRORS.items():
+            if isinstance(error, cls):  # type: ignore[arg-type]
+                name = known
+                break
+    return {"error": name, "message": str(error)}
+
+
+def natsOptions(credentialsFile: Optional[str] = None, ca: Optional[str] = None,
+                environ: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """
+    The C{nats.connect} options for credentials and TLS, from a file or the
+    environment -- never from a command line: C{credentialsFile} (a NATS
+    C{.creds} file), else C{TLSJSON_NATS_TOKEN}, else C{TLSJSON_NATS_USER}
+    and C{TLSJSON_NATS_PASSWORD}; C{ca} (a PEM file) to verify a C{tls://}
+    NATS server with.
+    """
+    import os
+    import ssl
+
+    env = os.environ if environ is None else environ
+    options: Dict[str, Any] = {}
+    if credentialsFile:
+        options["user_credentials"] = credentialsFile
+    elif env.get("TLSJSON_NATS_TOKEN"):
+        options["token"] = env["TLSJSON_NATS_TOKEN"]
+    elif env.get("TLSJSON_NATS_USER"):
+        options["user"] = env["TLSJSON_NATS_USER"]
+        options["password"] = env.get("TLSJSON_NATS_PASSWORD", "")
+    if ca:
+        options["tls"] = ssl.create_default_context(cafile=ca)
+    return options
+
