@@ -7,11 +7,10 @@ its own NATS connection; C{test_clusterProcesses} runs nodes as processes.
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, List, Tuple
+from typing import Any, List, Tuple
 
 import pytest
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
 from txtlsjson import Client, Server
@@ -111,6 +110,69 @@ async def test_acrossNodes(pki: PKI) -> None:
         assert errors[0][0] == idB + 1 and isinstance(errors[0][1], NotConnected)
         with pytest.raises(NotConnected):
             await a.request(idB + 1, {"n": 1})
+        await clientA.disconnect()
+        await clientB.disconnect()
+    finally:
+        await a.close()
+        await b.close()
+        await nats.stop()
+
+
+@inReactor
+async def test_nodeLeaves(pki: PKI) -> None:
+    """
+    A request waiting on a client of a node that leaves fails promptly
+    with L{ConnectionLost}; the node's ids are then reported gone.
+    """
+    nats = await NATSServer().start()
+    a, b = await twoNodes(pki, nats)
+    try:
+        clientB, _, idB = await clientOf(b, pki)
+        clientB.on("request", lambda request, res: None)  # never answers
+        pending = a.request(idB, {"wait": True})
+        closed = b.close()
+        with pytest.raises(ConnectionLost):
+            await pending.addTimeout(3, reactor)
+        await closed
+        await until(lambda: a.cluster is not None and not a.cluster.nodes, "B is gone")
+        with pytest.raises(NotConnected, match=f"no node holds connection {idB}"):
+            await a.request(idB, {"n": 1})
+        await clientB.disconnect()
+    finally:
+        await a.close()
+        await nats.stop()
+
+
+@inReactor
+async def test_natsRestarted(pki: PKI) -> None:
+    """
+    With NATS down, local traffic goes on and cross-node operations fail at
+    once with L{ClusterUnavailable}; when NATS is back, the nodes reconnect
+    by themselves and cross-node traffic resumes.
+    """
+    nats = await NATSServer().start()
+    a, b = await twoNodes(pki, nats)
+    try:
+        clientA, messagesA, idA = await clientOf(a, pki)
+        clientA.on("request", lambda request, res: res.send({"local": request["n"]}))
+        clientB, messagesB, idB = await clientOf(b, pki)
+        clientB.on("request", lambda request, res: res.send({"remote": request["n"]}))
+        await nats.stop()
+        await until(lambda: a.cluster is not None and not a.cluster.connected, "A saw NATS go")
+        with pytest.raises(ClusterUnavailable):
+            await a.request(idB, {"n": 1})
+        assert await a.request(idA, {"n": 2}) == {"local": 2}
+        errors: List[Any] = []
+        a.on("error", lambda i, e: errors.append(e))
+        assert a.broadcast({"while": "down"}) == 1
+        assert isinstance(errors[0], ClusterUnavailable)
+
+        await nats.start()
+        await until(lambda: a.cluster is not None and a.cluster.connected
+                    and b.cluster is not None and a.cluster.serial in b.cluster.nodes
+                    and b.cluster.serial in a.cluster.nodes, "the nodes are back", 15)
+        assert await a.request(idB, {"n": 3}) == {"remote": 3}
+        assert await b.request(idA, {"n": 4}) == {"local": 4}
         await clientA.disconnect()
         await clientB.disconnect()
     finally:

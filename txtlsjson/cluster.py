@@ -425,9 +425,9 @@ class Cluster:
         self._lastHeard[node] = self._reactor.seconds()
 
     def _gone(self, node: int) -> None:
-        self.nodes.pop(node, None)
         self._lastHeard.pop(node, None)
-        self.log.info("node {node} left the cluster", node=node)
+        if self.nodes.pop(node, None) is not None:
+            self.log.info("node {node} left the cluster", node=node)
         for d in list(self._pending.pop(node, ())):
             if not d.called:
                 d.errback(ConnectionLost(f"node {node} left the cluster"))

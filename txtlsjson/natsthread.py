@@ -178,13 +178,16 @@ class NATSConnection:
             client = self._client
             if client is not None and not client.is_closed:
                 try:
-                    await client.close()
+                    # Bounded: nats-py's close can wait on a connection
+                    # that was re-established under it.
+                    await asyncio.wait_for(client.close(), 2.0)
                 except Exception:  # closing: whatever it says, it is over
                     pass
 
         def finished(_: Any) -> None:
-            # In the NATS thread: its loop ends, and then the thread.
-            loop.stop()
+            # In either thread (the future may be done before this is
+            # added): the loop ends, and then the thread.
+            loop.call_soon_threadsafe(loop.stop)
 
         asyncio.run_coroutine_threadsafe(close(), loop).add_done_callback(finished)
         return self._threadEnded
