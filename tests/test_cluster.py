@@ -65,8 +65,8 @@ async def clientOf(server: Server, pki: PKI, **settings: Any) -> Tuple[Client, L
 async def twoNodes(pki: PKI, nats: NATSServer) -> Tuple[Server, Server]:
     a, b = await node(pki, nats), await node(pki, nats)
     assert a.cluster is not None and b.cluster is not None
-    await until(lambda: b.cluster.serial in a.cluster.nodes  # type: ignore[union-attr]
-                and a.cluster.serial in b.cluster.nodes, "the nodes see each other")  # type: ignore[union-attr]
+    await until(lambda: b.cluster.serial in a.cluster.nodes
+                and a.cluster.serial in b.cluster.nodes, "the nodes see each other")
     return a, b
 
 
