@@ -60,16 +60,15 @@ def test_rooms() -> None:
     """
     network, server, clients, received = connected(3)
     assert server.clients == [0, 1, 2]
-    server.join(0, "red")
-    server.join(1, "red")
-    server.join(2, "blue")
+    for connectionId, room in ((0, "red"), (1, "red"), (2, "blue")):
+        network.result(server.join(connectionId, room))
     assert server.members("red") == [0, 1] and server.roomsOf(0) == {"red"}
     assert server.sendToRoom("red", {"to": "red"}) == 2
     assert server.sendToRoom("red", {"but": 0}, exclude=[0]) == 1
     assert server.sendToRoom("empty", {"to": "nobody"}) == 0
     network.flush()
     assert received == {0: [{"to": "red"}], 1: [{"to": "red"}, {"but": 0}], 2: []}
-    server.leave(0, "red")
+    network.result(server.leave(0, "red"))
     network.result(clients[1].disconnect())
     assert server.members("red") == [] and server.roomsOf(1) == frozenset()
 
@@ -96,8 +95,8 @@ def test_refusals() -> None:
     """
     network, server, clients, received = connected(1)
     with pytest.raises(NotConnected):
-        server.join(9, "red")
-    server.join(0, "red")
+        network.result(server.join(9, "red"))
+    network.result(server.join(0, "red"))
     with pytest.raises(InvalidOutgoingMessage):
         server.sendToRoom("red", {"requestId": 1})
     with pytest.raises(InvalidOutgoingMessage):

@@ -99,6 +99,25 @@ def _parser() -> argparse.ArgumentParser:
                         default=2.0, metavar="SECONDS",
                         help="seconds between reconnection attempts (default: 2)")
 
+    publish = commands.add_parser(
+        "publish", help="send a message to clients of a cluster (twistd tlsjson --nats) "
+                        "through NATS, without being a node")
+    publish.add_argument("--nats", action="append", required=True, metavar="URL",
+                         help="a NATS server of the cluster (repeatable)")
+    publish.add_argument("--nats-prefix", default="tlsjson", metavar="PREFIX",
+                         help="the cluster's subject prefix (default: tlsjson)")
+    publish.add_argument("--nats-credentials", metavar="FILE",
+                         help="NATS credentials file (default: $TLSJSON_NATS_TOKEN, or "
+                              "$TLSJSON_NATS_USER and $TLSJSON_NATS_PASSWORD)")
+    publish.add_argument("--nats-ca", metavar="PEM", help="CA to verify a tls:// NATS server")
+    publish.add_argument("--timeout", type=_argument(POSITIVE_SECONDS), default=10.0,
+                         metavar="SECONDS", help="connect and answer timeout (default: 10)")
+    target = publish.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to", type=int, metavar="ID", help="the client with this id")
+    target.add_argument("--room", metavar="ROOM", help="every client in this room")
+    target.add_argument("--all", action="store_true", help="every client")
+    publish.add_argument("message", help="the message, a JSON object")
+
     certs = commands.add_parser(
         "certs", help="write a self-signed development key and certificate")
     certs.add_argument("--cn", default="localhost", help="common name (default: localhost)")
@@ -188,8 +207,53 @@ def _exitCodeFor(error: BaseException) -> int:
     return EXIT_ERROR
 
 
+async def _publish(reactor: Any, args: argparse.Namespace) -> int:
+    """
+    C{tlsjson publish}: one message to a client, a room or everyone of a
+    cluster, through NATS.
+    """
+    from twisted.internet.defer import TimeoutError as DeferredTimeout
+
+    from txtlsjson.cluster import Cluster, natsOptions
+    from txtlsjson.errors import NotConnected
+
+    for url in args.nats:
+        if "@" in url.partition("://")[2].partition("/")[0]:
+            raise CommandError("NATS credentials are never taken on the command line; use "
+                               "--nats-credentials FILE or the environment", EXIT_USAGE)
+    message = parseJSONObject(args.message, "the message")
+    try:
+        import nats  # noqa: F401  (the cluster extra)
+    except ImportError:
+        raise CommandError("publish needs the NATS client: pip install 'txtlsjson[cluster]'",
+                           EXIT_USAGE) from None
+    cluster = Cluster(args.nats, prefix=args.nats_prefix, reactor=reactor,
+                      options=natsOptions(args.nats_credentials, args.nats_ca))
+    try:
+        try:
+            await cluster.startPublishing().addTimeout(args.timeout, reactor)
+        except DeferredTimeout:
+            raise CommandError(f"cannot reach NATS at {', '.join(args.nats)} within "
+                               f"{args.timeout:g} seconds", EXIT_CONNECTION) from None
+        if args.to is not None:
+            try:
+                await cluster.send(args.to, message)
+            except NotConnected:
+                raise CommandError(f"no node holds client {args.to}", EXIT_CONNECTION) from None
+        elif args.room is not None:
+            cluster.sendToRoom(args.room, message, ())
+        else:
+            cluster.broadcast(message, ())
+    finally:
+        await cluster.stop()
+    return EXIT_OK
+
+
 async def _run(reactor: Any, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     from twisted.internet.defer import TimeoutError as DeferredTimeout
+
+    if args.command == "publish":
+        return await _publish(reactor, args)
 
     from txtlsjson.client import Client
     from txtlsjson.errors import PasswordError

@@ -34,7 +34,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, Optional, Sequence, Set
 
-from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -128,14 +128,35 @@ class Cluster:
 
     def attach(self, server: "Server") -> None:
         """
-        Serve C{server}'s connections to the cluster, and start joining it
-        (in the background: local traffic never waits for NATS).
+        Serve C{server}'s connections to the cluster (L{start} joins it).
         """
         self._server = server
         self._nats.onConnected(self._connected)
         self._nats.onDisconnected(self._disconnected)
+
+    def start(self) -> None:
+        """
+        Start joining the cluster, in the background: local traffic never
+        waits for NATS.  The server calls this when it starts listening
+        (after twistd has daemonized: the NATS thread would not survive
+        the fork).
+        """
+        if self._heartbeat is not None or self._stopped:
+            return
         self._nats.start()
         self._beat()
+
+    def startPublishing(self) -> "Deferred[None]":
+        """
+        Connect to NATS to send to the cluster's clients without being a
+        node (as C{tlsjson publish} does): no clients, no subscriptions, no
+        heartbeats; L{send}, L{sendToRoom} and L{broadcast} work.
+
+        @return: a Deferred that fires once connected.
+        """
+        self.serial = 0  # no node's: every node delivers what this sends
+        self._nats.start()
+        return self._nats.whenConnected()
 
     def whenConnected(self) -> "Deferred[None]":
         """
@@ -163,7 +184,7 @@ class Cluster:
             self._heartbeat.cancel()
         self._heartbeat = None
         self._failAll(ConnectionLost("this node left the cluster"))
-        if self._nats.connected:
+        if self._nats.connected and self._server is not None:
             try:
                 self._nats.publish(f"{self.prefix}.heartbeat",
                                    _encode({"node": self.serial, "gone": True}))
@@ -227,7 +248,8 @@ class Cluster:
             return fail(ClusterUnavailable(
                 f"cannot reach connection {connectionId}: not connected to NATS"))
         node = nodeOf(connectionId)
-        if node not in self.nodes:
+        if self._server is not None and node not in self.nodes:
+            # A publisher knows no nodes: NATS says if nobody answers.
             return fail(NotConnected(f"no node holds connection {connectionId}"))
         operation["id"] = connectionId
         try:
@@ -357,27 +379,21 @@ class Cluster:
         except Exception:
             self.log.warn("a malformed cluster request on {subject}; ignored", subject=subject)
             return
+        result: Deferred[Any]
         if op == "has":
-            self._reply(reply, {"ok": server.isConnected(connectionId)})
-            return
-        if op == "request":
-            d = server._requestLocal(connectionId, operation["request"])
-            d.addCallbacks(lambda response: self._reply(reply, {"ok": response}),
-                           lambda failure: self._reply(reply, _errorAnswer(failure)))
-            return
-        try:
-            if op == "send":
-                server._sendLocal(connectionId, operation["message"])
-            elif op == "join":
-                server.join(connectionId, operation["room"])
-            elif op == "leave":
-                server.leave(connectionId, operation["room"])
-            else:
-                raise TLSJSONError(f"unknown cluster operation {op!r}")
-        except Exception:
-            self._reply(reply, _errorAnswer(Failure()))
-            return
-        self._reply(reply, {"ok": None})
+            result = succeed(server.isConnected(connectionId))
+        elif op == "request":
+            result = server._requestLocal(connectionId, operation["request"])
+        elif op == "send":
+            result = maybeDeferred(server._sendLocal, connectionId, operation["message"])
+        elif op == "join":
+            result = server.join(connectionId, operation["room"])
+        elif op == "leave":
+            result = server.leave(connectionId, operation["room"])
+        else:
+            result = fail(TLSJSONError(f"unknown cluster operation {op!r}"))
+        result.addCallbacks(lambda value: self._reply(reply, {"ok": value}),
+                            lambda failure: self._reply(reply, _errorAnswer(failure)))
 
     def _onBroadcast(self, subject: str, data: bytes, reply: str) -> None:
         server = self._server

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Collection, FrozenSet, Iterable, List, Mapping, Optional
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 
 from txtlsjson.codec import encodeMessageLine
 from txtlsjson.errors import ClusterUnavailable, InvalidOutgoingMessage, NotConnected
@@ -68,30 +68,36 @@ class ManyClients:
         cluster = self.cluster
         return self.clientCount + (cluster.clientCount if cluster is not None else 0)
 
-    def join(self, connectionId: int, room: str) -> None:
+    def join(self, connectionId: int, room: str) -> "Deferred[None]":
         """
-        Put client C{connectionId} in C{room}; it leaves every room when it
-        disconnects.
+        Put client C{connectionId} in C{room} -- in a cluster, on whichever
+        node holds it; it leaves every room when it disconnects.
 
-        @raise NotConnected: if there is no such connection.
+        @return: a Deferred that fires once it is in the room (at once for
+            a client of this node), or fails with L{NotConnected} if there
+            is no such client (or with the cluster's errors).  A message
+            sent to the room after it fires reaches the client.
         """
-        if connectionId not in self._connections:
-            cluster = self._clusterOf(connectionId)
-            if cluster is None:
-                raise NotConnected(f"no connection {connectionId!r} to put in room {room!r}")
-            self._remote(connectionId, cluster.join(connectionId, room))
-            return
-        self._rooms.join(connectionId, room)
+        if connectionId in self._connections:
+            self._rooms.join(connectionId, room)
+            return succeed(None)
+        cluster = self._clusterOf(connectionId)
+        if cluster is None:
+            return fail(NotConnected(f"no connection {connectionId!r} to put in room {room!r}"))
+        return cluster.join(connectionId, room)
 
-    def leave(self, connectionId: int, room: str) -> None:
+    def leave(self, connectionId: int, room: str) -> "Deferred[None]":
         """
-        Take client C{connectionId} out of C{room} (if it is in it).
+        Take client C{connectionId} out of C{room} (if it is in it) -- in a
+        cluster, on whichever node holds it.
+
+        @return: a Deferred that fires once it is out.
         """
         cluster = self._clusterOf(connectionId)
         if cluster is not None:
-            self._remote(connectionId, cluster.leave(connectionId, room))
-            return
+            return cluster.leave(connectionId, room)
         self._rooms.leave(connectionId, room)
+        return succeed(None)
 
     def _clusterOf(self, connectionId: int) -> "Optional[Cluster]":
         """
@@ -101,13 +107,6 @@ class ManyClients:
         if cluster is None or cluster.isLocal(connectionId) or connectionId in self._connections:
             return None
         return cluster
-
-    def _remote(self, connectionId: int, done: "Deferred[Any]") -> None:
-        """
-        Report the failure of an operation on another node's client as an
-        C{error} event.
-        """
-        done.addErrback(lambda failure: self.emit("error", connectionId, failure.value))
 
     def roomsOf(self, connectionId: int) -> FrozenSet[str]:
         """

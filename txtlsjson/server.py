@@ -133,8 +133,9 @@ class Server(EventEmitter, ManyClients):
         @param settings: the L{ServerSettings}; the defaults if L{None}.
         @param cluster: a L{Cluster<txtlsjson.cluster.Cluster>} to join: ids
             become unique across its nodes, and send, request, rooms and
-            broadcast reach clients on any node.  The server joins it now,
-            in the background, and leaves it on L{close}.
+            broadcast reach clients on any node.  The server joins it when
+            it starts listening, in the background, and leaves it on
+            L{close}.
         @param reactor: the reactor; the global one by default.
         @param overrides: settings by name, replacing those of C{settings}:
             C{Server(password, ..., requestTimeout=5)}.
@@ -205,10 +206,15 @@ class Server(EventEmitter, ManyClients):
         @return: a Deferred that fires with the listening port.
         """
         def listening(port: IListeningPort) -> IListeningPort:
-            self._listeningPorts.append(port)
+            self._listening(port)
             return port
 
         return endpoint.listen(self.factory).addCallback(listening)
+
+    def _listening(self, port: IListeningPort) -> None:
+        self._listeningPorts.append(port)
+        if self.cluster is not None:
+            self.cluster.start()
 
     def listenOnSocket(self, fileno: int, addressFamily: int = socket.AF_INET
                        ) -> "Deferred[IListeningPort]":
@@ -231,7 +237,7 @@ class Server(EventEmitter, ManyClients):
             port: IListeningPort = self._reactor.adoptStreamPort(fileno, addressFamily, factory)
         except Exception:
             return fail()
-        self._listeningPorts.append(port)
+        self._listening(port)
         return succeed(port)
 
     @property

@@ -89,6 +89,11 @@ class Options(usage.Options):
         ["handler", None, None,
          "The application: package.module:name of a handler, or of a callable taking "
          "the Server and returning one (see txtlsjson.handler)."],
+        ["nats-credentials", None, None,
+         "NATS credentials file (.creds) for --nats (default: $TLSJSON_NATS_TOKEN, or "
+         "$TLSJSON_NATS_USER and $TLSJSON_NATS_PASSWORD)."],
+        ["nats-ca", None, None, "PEM file of the CA to verify a tls:// NATS server with."],
+        ["nats-prefix", None, "tlsjson", "First token of the cluster's NATS subjects."],
         ["workers", None, 1,
          "Worker processes serving --port: this process binds the socket and each worker "
          "accepts connections on it (1: serve in this process).", _coerce("workers", WORKERS)],
@@ -100,6 +105,7 @@ class Options(usage.Options):
         self["listen"] = []
         self["chain"] = []
         self["client-ca"] = []
+        self["nats"] = []
         #: The arguments parsed, for workers to parse again.
         self.arguments: List[str] = []
 
@@ -121,6 +127,15 @@ class Options(usage.Options):
     def opt_client_ca(self, path: str) -> None:
         """Require client certificates (mutual TLS) issued by the CA in this PEM file, on --port (repeatable)."""
         self["client-ca"].append(path)
+
+    def opt_nats(self, url: str) -> None:
+        """Join a cluster through this NATS server, e.g. nats://127.0.0.1:4222 (repeatable)."""
+        if "@" in url.partition("://")[2].partition("/")[0]:
+            raise usage.UsageError(
+                "NATS credentials are never taken on the command line; use "
+                "--nats-credentials FILE or TLSJSON_NATS_TOKEN / TLSJSON_NATS_USER and "
+                "TLSJSON_NATS_PASSWORD")
+        self["nats"].append(url)
 
     def opt_password(self, value: str) -> None:
         """Refused: a password on the command line shows in ps and shell history."""
@@ -256,7 +271,21 @@ def buildServer(options: Options, password: str, tlsOptions: Any = None) -> "Ser
     from txtlsjson.server import Server
     from txtlsjson.service import logServerEvents
 
-    server = Server(password, tlsOptions=tlsOptions, settings=options.settings)
+    cluster = None
+    if options["nats"]:
+        try:
+            import nats  # noqa: F401  (the cluster extra)
+        except ImportError:
+            raise _fail("--nats needs the NATS client: pip install 'txtlsjson[cluster]'") from None
+        from txtlsjson.cluster import Cluster, natsOptions
+
+        cluster = Cluster(options["nats"], prefix=options["nats-prefix"],
+                          options=natsOptions(options["nats-credentials"], options["nats-ca"]))
+    server = Server(password, tlsOptions=tlsOptions, settings=options.settings,
+                    cluster=cluster)
+    if cluster is not None:
+        server.log.info("node {serial} joining the cluster through NATS at {urls}",
+                        serial=cluster.serial, urls=", ".join(options["nats"]))
     if options["handler"]:
         try:
             handler = loadHandler(options["handler"], server)

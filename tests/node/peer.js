@@ -6,6 +6,8 @@
 //
 //   node peer.js client PORT CA PASSWORD
 //   node peer.js server CERT KEY PASSWORD      (prints {"listening": PORT})
+//   node peer.js stay PORT CA PASSWORD         (a client that stays: it asks
+//       {"whoami": true} once, answers requests, prints what comes)
 'use strict'
 const fs = require('fs')
 const tls = require('tls')
@@ -72,6 +74,35 @@ if (mode === 'client') {
             say({ message })
             gotMessage = true
             finish()
+        }
+    })
+    socket.on('close', () => say({ close: true }))
+    socket.on('error', (e) => say({ error: e.message }))
+} else if (mode === 'stay') {
+    const socket = tls.connect({ host: '127.0.0.1', port: Number(a), servername: 'localhost',
+                                 ca: [fs.readFileSync(b)] }, () => {
+        write(socket, { password })
+    })
+    let authenticated = false
+    lines(socket, (message) => {
+        if (!authenticated) {
+            authenticated = message.authenticated === true
+            say(authenticated ? { authenticated: true } : { refused: message })
+            if (authenticated) write(socket, { whoami: true, requestId: 1 })
+            return
+        }
+        if (message.requestId) {
+            const id = message.requestId
+            delete message.requestId
+            say({ request: message })
+            write(socket, { doubled: message.n * 2, responseId: id })
+        } else if (message.responseId) {
+            delete message.responseId
+            say({ response: message })
+        } else if (message.__ping) {
+            write(socket, { __pong: message.__ping })
+        } else {
+            say({ message })
         }
     })
     socket.on('close', () => say({ close: true }))
