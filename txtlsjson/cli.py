@@ -237,7 +237,7 @@ async def _publish(reactor: Any, args: argparse.Namespace) -> int:
                                f"{args.timeout:g} seconds", EXIT_CONNECTION) from None
         if args.to is not None:
             try:
-                await cluster.send(args.to, message)
+                await cluster.sendConfirmed(args.to, message)
             except NotConnected:
                 raise CommandError(f"no node holds client {args.to}", EXIT_CONNECTION) from None
         elif args.room is not None:

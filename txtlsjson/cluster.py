@@ -32,7 +32,7 @@ L{ClusterUnavailable} at once while NATS is unreachable -- never silently.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, Optional, Sequence, Set
+from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall
@@ -50,6 +50,7 @@ from txtlsjson.errors import (
 )
 from txtlsjson.natsthread import NATSConnection
 from txtlsjson.observers import Observers
+from txtlsjson.requests import PendingRequests
 from txtlsjson.wire import JSONObject
 
 if TYPE_CHECKING:
@@ -116,7 +117,9 @@ class Cluster:
         self._counter = 0
         self.nodes: Dict[int, int] = {}
         self._lastHeard: Dict[int, float] = {}
-        self._pending: Dict[int, Set["Deferred[Any]"]] = {}
+        # Questions to each node waiting for their answers.
+        self._tables: Dict[int, PendingRequests] = {}
+        self._requestTimeout = 0.0
         self._heartbeat: Optional[IDelayedCall] = None
         self._subscribed = False
         # Subscribed, and so reachable: the observers of whenConnected.
@@ -131,6 +134,11 @@ class Cluster:
         Serve C{server}'s connections to the cluster (L{start} joins it).
         """
         self._server = server
+        # A question to another node waits as long as a request to a
+        # client, and a little more: the client's own timeout is what the
+        # asker should see.
+        timeout = server.settings.requestTimeout
+        self._requestTimeout = timeout + 2.0 if timeout > 0 else 0.0
         self._nats.onConnected(self._connected)
         self._nats.onDisconnected(self._disconnected)
 
@@ -201,6 +209,7 @@ class Cluster:
             self._nats.subscribe(f"{self.prefix}.broadcast", self._onBroadcast),
             self._nats.subscribe(f"{self.prefix}.room", self._onRoom),
             self._nats.subscribe(f"{self.prefix}.heartbeat", self._onHeartbeat),
+            self._nats.subscribe(f"{self.prefix}.reply.{self.serial}", self._onReply),
         ]
         def ready(_: object) -> None:
             self._ready = True
@@ -243,59 +252,76 @@ class Cluster:
         """
         Send C{operation} to the node holding C{connectionId}; its answer's
         value, or its error rebuilt here.
+
+        A node asks through its own reply subject, matching answers to
+        questions with the request table every connection uses (one timer
+        for all); a publisher, which knows no nodes, through a NATS request,
+        for NATS to say at once when no node holds the id.
         """
         if self._stopped or not self._nats.connected:
             return fail(ClusterUnavailable(
                 f"cannot reach connection {connectionId}: not connected to NATS"))
         node = nodeOf(connectionId)
-        if self._server is not None and node not in self.nodes:
-            # A publisher knows no nodes: NATS says if nobody answers.
+        if self._server is None:
+            return self._askThroughNATS(node, connectionId, operation, timeout)
+        if node not in self.nodes:
             return fail(NotConnected(f"no node holds connection {connectionId}"))
+        table = self._tables.get(node)
+        if table is None:
+            table = self._tables[node] = PendingRequests(self._reactor, self._requestTimeout)
+        operation.update(id=connectionId, rid=table.nextId, reply=self.serial)
+        try:
+            data = _encode(operation)
+            self._nats.publish(f"{self.prefix}.node.{node}", data)
+        except (InvalidOutgoingMessage, ClusterUnavailable):
+            return fail()
+        return table.issue().addCallback(_answerValue)
+
+    def _askThroughNATS(self, node: int, connectionId: int, operation: JSONObject,
+                        timeout: float) -> "Deferred[Any]":
         operation["id"] = connectionId
         try:
             data = _encode(operation)
         except InvalidOutgoingMessage:
             return fail()
-        d = self._nats.request(f"{self.prefix}.node.{node}", data, timeout)
-        pending = self._pending.setdefault(node, set())
-        result: Deferred[Any] = Deferred()
-        pending.add(result)
 
-        def answered(reply: bytes) -> None:
-            pending.discard(result)
-            if result.called:
-                return
-            answer = decodeLine(reply)
-            if "error" in answer:
-                error = _ERRORS.get(answer["error"], TLSJSONError)
-                result.errback(error(answer.get("message", "")))
-            else:
-                result.callback(answer.get("ok"))
-
-        def failed(failure: Failure) -> None:
-            pending.discard(result)
-            if result.called:
-                return
+        def failed(failure: Failure) -> Any:
             name = type(failure.value).__name__
             if name == "NoRespondersError":
-                result.errback(NotConnected(f"no node holds connection {connectionId}"))
-            elif name == "TimeoutError":
-                result.errback(RequestTimeout())
-            elif isinstance(failure.value, TLSJSONError):
-                result.errback(failure)
-            else:
-                result.errback(ClusterUnavailable(
-                    f"cannot reach connection {connectionId}: {failure.getErrorMessage()}"))
+                raise NotConnected(f"no node holds connection {connectionId}")
+            if name == "TimeoutError":
+                raise RequestTimeout()
+            if isinstance(failure.value, TLSJSONError):
+                return failure
+            raise ClusterUnavailable(
+                f"cannot reach connection {connectionId}: {failure.getErrorMessage()}")
 
-        d.addCallbacks(answered, failed)
-        return result
+        d = self._nats.request(f"{self.prefix}.node.{node}", data, timeout)
+        return d.addCallbacks(lambda reply: _answerValue(decodeLine(reply)), failed)
 
-    def send(self, connectionId: int, message: JSONObject) -> "Deferred[None]":
+    def send(self, connectionId: int, message: JSONObject) -> None:
         """
-        Send C{message} to a client of another node.
+        Send C{message} to a client of another node, at most once: if that
+        node no longer holds it, it says so and the server's C{error} event
+        reports L{NotConnected}.
 
-        @return: a Deferred that fires once that node has written it, or
-            fails (L{NotConnected}, L{ClusterUnavailable}, ...).
+        @raise NotConnected: if no node holds the id.
+        @raise ClusterUnavailable: if NATS is not connected.
+        @raise InvalidOutgoingMessage: if the message cannot be encoded.
+        """
+        if self._stopped or not self._nats.connected:
+            raise ClusterUnavailable(
+                f"cannot reach connection {connectionId}: not connected to NATS")
+        node = nodeOf(connectionId)
+        if node not in self.nodes:
+            raise NotConnected(f"no node holds connection {connectionId}")
+        self._nats.publish(f"{self.prefix}.node.{node}", _encode(
+            {"op": "send", "id": connectionId, "message": message, "reply": self.serial}))
+
+    def sendConfirmed(self, connectionId: int, message: JSONObject) -> "Deferred[None]":
+        """
+        Send C{message} to a client of the cluster and wait for its node to
+        say it was written (as C{tlsjson publish --to} does).
         """
         return self._ask(connectionId, {"op": "send", "message": message}, 5.0)
 
@@ -309,8 +335,7 @@ class Cluster:
             timeout is what the caller sees.
         """
         wait = (timeout if timeout > 0 else 3600.0) + 2.0
-        return self._ask(connectionId, {"op": "request", "request": request,
-                                        "timeout": timeout}, wait)
+        return self._ask(connectionId, {"op": "request", "request": request}, wait)
 
     def join(self, connectionId: int, room: str) -> "Deferred[None]":
         """
@@ -362,14 +387,34 @@ class Cluster:
 
     # -- from other nodes --------------------------------------------------------
 
-    def _reply(self, reply: str, answer: JSONObject) -> None:
-        if reply:
+    def _reply(self, subject: str, answer: JSONObject) -> None:
+        if subject:
             try:
-                self._nats.publish(reply, _encode(answer))
+                self._nats.publish(subject, _encode(answer))
             except ClusterUnavailable:
                 pass
 
+    def _onReply(self, subject: str, data: bytes, reply: str) -> None:
+        for line in _lines(data):
+            self._onReplyOne(subject, line, reply)
+
+    def _onReplyOne(self, subject: str, data: bytes, reply: str) -> None:
+        answer = decodeLine(data)
+        undeliverable = answer.get("undeliverable")
+        if undeliverable is not None:
+            if self._server is not None:
+                self._server.emit("error", undeliverable, NotConnected(answer.get("message", "")))
+            return
+        table = self._tables.get(answer.get("node", -1))
+        rid = answer.pop("rid", None)
+        if table is None or not table.resolve(rid, answer):
+            self.log.debug("a late answer from node {node}", node=answer.get("node"))
+
     def _onNodeRequest(self, subject: str, data: bytes, reply: str) -> None:
+        for line in _lines(data):
+            self._onNodeRequestOne(subject, line, reply)
+
+    def _onNodeRequestOne(self, subject: str, data: bytes, reply: str) -> None:
         server = self._server
         assert server is not None
         try:
@@ -378,6 +423,20 @@ class Cluster:
             connectionId = operation["id"]
         except Exception:
             self.log.warn("a malformed cluster request on {subject}; ignored", subject=subject)
+            return
+        if op == "send" and not reply and "rid" not in operation:
+            # The common case, kept cheap: no Deferred, no answer unless it
+            # could not be delivered.
+            try:
+                server._sendLocal(connectionId, operation["message"])
+            except NotConnected as e:
+                asker = operation.get("reply")
+                if type(asker) is int:
+                    self._reply(f"{self.prefix}.reply.{asker}",
+                                {"undeliverable": connectionId, "message": str(e)})
+            except InvalidOutgoingMessage:
+                self.log.failure("a message for connection {id} could not be sent",
+                                 id=connectionId)
             return
         result: Deferred[Any]
         if op == "has":
@@ -392,10 +451,22 @@ class Cluster:
             result = server.leave(connectionId, operation["room"])
         else:
             result = fail(TLSJSONError(f"unknown cluster operation {op!r}"))
-        result.addCallbacks(lambda value: self._reply(reply, {"ok": value}),
-                            lambda failure: self._reply(reply, _errorAnswer(failure)))
+        # Where the answer goes: the NATS reply inbox of a publisher's
+        # request, or the asking node's reply subject with its question's
+        # number.
+        asker = operation.get("reply")
+        rid = operation.get("rid")
+        if not reply and type(asker) is int and rid is not None:
+            reply = f"{self.prefix}.reply.{asker}"
+        tag = {"rid": rid, "node": self.serial}
+        result.addCallbacks(lambda value: self._reply(reply, {"ok": value, **tag}),
+                            lambda failure: self._reply(reply, {**_errorAnswer(failure), **tag}))
 
     def _onBroadcast(self, subject: str, data: bytes, reply: str) -> None:
+        for line in _lines(data):
+            self._onBroadcastOne(subject, line, reply)
+
+    def _onBroadcastOne(self, subject: str, data: bytes, reply: str) -> None:
         server = self._server
         if server is None:
             return
@@ -404,6 +475,10 @@ class Cluster:
             server._fanOutLocal(None, payload["message"], payload.get("exclude", ()))
 
     def _onRoom(self, subject: str, data: bytes, reply: str) -> None:
+        for line in _lines(data):
+            self._onRoomOne(subject, line, reply)
+
+    def _onRoomOne(self, subject: str, data: bytes, reply: str) -> None:
         server = self._server
         if server is None:
             return
@@ -428,6 +503,10 @@ class Cluster:
                 pass
 
     def _onHeartbeat(self, subject: str, data: bytes, reply: str) -> None:
+        for line in _lines(data):
+            self._onHeartbeatOne(subject, line, reply)
+
+    def _onHeartbeatOne(self, subject: str, data: bytes, reply: str) -> None:
         beat = decodeLine(data)
         node = beat.get("node")
         if type(node) is not int or node == self.serial:
@@ -444,16 +523,34 @@ class Cluster:
         self._lastHeard.pop(node, None)
         if self.nodes.pop(node, None) is not None:
             self.log.info("node {node} left the cluster", node=node)
-        for d in list(self._pending.pop(node, ())):
-            if not d.called:
-                d.errback(ConnectionLost(f"node {node} left the cluster"))
+        table = self._tables.pop(node, None)
+        if table is not None:
+            table.failAll(ConnectionLost(f"node {node} left the cluster"))
 
     def _failAll(self, error: TLSJSONError) -> None:
-        pending, self._pending = self._pending, {}
-        for waiting in pending.values():
-            for d in list(waiting):
-                if not d.called:
-                    d.errback(error)
+        tables, self._tables = self._tables, {}
+        for table in tables.values():
+            table.failAll(error)
+
+
+def _lines(data: bytes) -> List[bytes]:
+    """
+    The messages of one NATS message: whole lines, joined when several went
+    to one subject at once (see L{NATSConnection.publish}).
+    """
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+def _answerValue(answer: JSONObject) -> Any:
+    """
+    An answer's value, or its error raised again here.
+    """
+    if "error" in answer:
+        raise _ERRORS.get(answer["error"], TLSJSONError)(answer.get("message", ""))
+    return answer.get("ok")
 
 
 def _errorAnswer(failure: Failure) -> JSONObject:

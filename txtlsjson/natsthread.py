@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from typing import Any, Callable, Coroutine, Dict, List, Optional, Sequence
+from typing import Any, Callable, Coroutine, Dict, List, Optional, Sequence, Tuple
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
@@ -24,6 +24,10 @@ from twisted.python.failure import Failure
 
 from txtlsjson.errors import ClusterUnavailable
 from txtlsjson.observers import Observers
+
+#: The most bytes of messages to one subject joined into one NATS message
+#: (NATS refuses messages over its max_payload, 1 MiB by default).
+BATCH_BYTES = 256 * 1024
 
 #: Called in the reactor's thread with a message's subject, data and reply
 #: subject ("" if none).
@@ -61,6 +65,15 @@ class NATSConnection:
         self._stopping = False
         self.connected = False
         self._whenConnected: Observers[None] = Observers()
+        # Published in the reactor's thread, not yet handed to the NATS
+        # thread; received in the NATS thread, not yet handed over.
+        self._outbox: List[Tuple[str, bytes, str]] = []
+        self._inbox: List[Tuple[MessageHandler, str, bytes, str]] = []
+        self._inboxLock = threading.Lock()
+        self._outboxLock = threading.Lock()
+        # Made in the NATS thread, on its loop (Python 3.9 binds a lock to
+        # the loop current when it is made).
+        self._sendLock: Optional[asyncio.Lock] = None
         self._onConnected: List[Callable[[], None]] = []
         self._onDisconnected: List[Callable[[], None]] = []
 
@@ -218,17 +231,57 @@ class NATSConnection:
         """
         Publish C{data} on C{subject} (at most once).
 
+        Messages published in one turn of the reactor cross to the NATS
+        thread together: one wake-up of its loop for all of them; and
+        messages to one subject without a reply subject travel joined, so
+        C{data} must be whole lines (its receivers split them).
+
         @raise ClusterUnavailable: if not connected: nothing was sent.
         """
         loop = self._loop
         if loop is None or not self.connected:
             raise ClusterUnavailable("not connected to NATS")
-        client = self._client
+        with self._outboxLock:
+            self._outbox.append((subject, data, reply))
+            first = len(self._outbox) == 1
+        if first:
+            loop.call_soon_threadsafe(self._sendOutbox)
 
-        def send() -> None:
-            asyncio.ensure_future(client.publish(subject, data, reply=reply))
+    def _sendOutbox(self) -> None:
+        """
+        In the NATS thread: hand what was published to the client, in
+        order, a run of messages to the same subject (with no reply
+        subject) joined into one NATS message of at most L{BATCH_BYTES}:
+        what costs is the NATS message, not its size.
+        """
+        with self._outboxLock:
+            outbox, self._outbox = self._outbox, []
+        batches: List[Tuple[str, bytes, str]] = []
+        run: List[bytes] = []
+        runSubject, runBytes = "", 0
+        for subject, data, reply in outbox:
+            if run and (subject != runSubject or reply or runBytes + len(data) > BATCH_BYTES):
+                batches.append((runSubject, b"".join(run), ""))
+                run, runBytes = [], 0
+            if reply:
+                batches.append((subject, data, reply))
+                continue
+            run.append(data)
+            runSubject, runBytes = subject, runBytes + len(data)
+        if run:
+            batches.append((runSubject, b"".join(run), ""))
+        if batches:
+            asyncio.ensure_future(self._publishAll(batches))
 
-        loop.call_soon_threadsafe(send)
+    async def _publishAll(self, outbox: List[Tuple[str, bytes, str]]) -> None:
+        # One batch after another: a publish may wait for the client's
+        # buffer to flush, and a later batch must not overtake it.
+        if self._sendLock is None:
+            self._sendLock = asyncio.Lock()
+        async with self._sendLock:
+            client = self._client
+            for subject, data, reply in outbox:
+                await client.publish(subject, data, reply=reply)
 
     def request(self, subject: str, data: bytes, timeout: float) -> "Deferred[bytes]":
         """
@@ -247,6 +300,22 @@ class NATSConnection:
 
         return self._run(ask)
 
+    def _deliverInbox(self) -> None:
+        """
+        In the reactor's thread: hand every message received to its
+        handler, in order.
+        """
+        while True:
+            with self._inboxLock:
+                inbox, self._inbox = self._inbox, []
+            if not inbox:
+                return
+            for handler, subject, data, reply in inbox:
+                try:
+                    handler(subject, data, reply)
+                except Exception:
+                    self.log.failure("handling a NATS message on {subject}", subject=subject)
+
     def subscribe(self, subject: str, handler: MessageHandler,
                   queue: str = "") -> "Deferred[None]":
         """
@@ -256,7 +325,13 @@ class NATSConnection:
         client = self._client
 
         async def callback(message: Any) -> None:
-            self._fromThread(handler, message.subject, message.data, message.reply)
+            # Messages cross to the reactor's thread in batches: one
+            # callFromThread (and one wake-up) for all that came meanwhile.
+            with self._inboxLock:
+                self._inbox.append((handler, message.subject, message.data, message.reply))
+                first = len(self._inbox) == 1
+            if first:
+                self._fromThread(self._deliverInbox)
 
         async def subscribe() -> None:
             self._subscriptions.append(await client.subscribe(subject, queue=queue, cb=callback))

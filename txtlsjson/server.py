@@ -18,8 +18,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from txtlsjson.answers import Responder
-from txtlsjson.codec import encodeMessageLine
-from txtlsjson.errors import NotConnected, TLSJSONError
+from txtlsjson.errors import ClusterUnavailable, NotConnected, TLSJSONError
 from txtlsjson.events import EventEmitter, sendOrReport, unexpectedEnd
 from txtlsjson.manyclients import ManyClients
 from txtlsjson.protocol import TLSJSONServerFactory, TLSJSONServerProtocol, peerOf
@@ -307,9 +306,10 @@ class Server(EventEmitter, ManyClients):
         protocol = self._connections.get(connectionId)
         cluster = self.cluster
         if protocol is None and cluster is not None and not cluster.isLocal(connectionId):
-            encodeMessageLine(message)  # refuse it here, as for a local client
-            cluster.send(connectionId, message).addErrback(
-                lambda failure: self.emit("error", connectionId, failure.value))
+            try:
+                cluster.send(connectionId, message)
+            except (NotConnected, ClusterUnavailable) as e:
+                self.emit("error", connectionId, e)
             return
         sendOrReport(self, protocol, message, connectionId)
 
