@@ -150,7 +150,7 @@ def _line(process: "subprocess.Popen[str]", prefix: str) -> str:
             return line.split()[1]
         if not line and process.poll() is not None:
             break
-    raise RuntimeError(f"no {prefix} line from {process.args}")
+    raise RuntimeError(f"no {prefix} line from {process.args!r}")
 
 
 def main() -> None:
