@@ -126,3 +126,35 @@ def test_resultRaisesFailure() -> None:
     """
     with pytest.raises(ZeroDivisionError):
         MemoryNetwork().result(fail(ZeroDivisionError()))
+
+
+def test_severalServerAddresses() -> None:
+    """
+    A client with several server addresses tries the next when one fails,
+    fails only when every one has, and reconnects to whichever is up.
+    """
+    network = MemoryNetwork()
+    attempts: List[int] = []
+    connectTCP = network.connectTCP
+
+    def counting(host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        attempts.append(port)
+        return connectTCP(host, port, *args, **kwargs)
+
+    network.connectTCP = counting
+    second = serverOn(network, 8002)
+    client = Client("localhost", 8001, "pw", reactor=network, servers=[("localhost", 8002)],
+                    reconnectInterval=1)
+    network.result(client.connect())
+    assert second.clients != [] and attempts[-1] == 8002 and set(attempts) <= {8001, 8002}
+    network.result(second.close())
+    serverOn(network, 8001)
+    network.wait(2)
+    assert client.isAuthenticated and attempts[-1] == 8001
+    network.result(client.disconnect())
+
+    nowhere = Client("localhost", 9001, "pw", reactor=network, servers=[("localhost", 9002)])
+    del attempts[:]
+    with pytest.raises(ConnectionFailed):
+        network.result(nowhere.connect())
+    assert sorted(attempts) == [9001, 9002]

@@ -7,13 +7,15 @@ prefer L{txtlsjson.protocol.TLSJSONClientFactory} directly.
 
 from __future__ import annotations
 
+import random
 from enum import Enum
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IConnector, IReactorTime
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from txtlsjson.answers import Responder
 from txtlsjson.errors import (
@@ -88,8 +90,89 @@ class _ClientFactory(TLSJSONClientFactory):
         self.owner._resumed()
 
     def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
+        rotation = self.owner._rotation
+        if rotation is not None:
+            if rotation.tryNext():
+                return
+            connector = rotation
         self.owner._attemptFailed(reason)
         super().clientConnectionFailed(connector, reason)  # type: ignore[no-untyped-call]
+
+    def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
+        rotation = self.owner._rotation
+        super().clientConnectionLost(  # type: ignore[no-untyped-call]
+            rotation if rotation is not None else connector, reason)
+
+
+@implementer(IConnector)
+class _Rotation:
+    """
+    The connector of a client with several server addresses: each attempt
+    goes to the next address.  The first round starts at a random one, so
+    that a fleet of clients spreads over the servers.
+    """
+
+    def __init__(self, client: "Client") -> None:
+        self._client = client
+        self._next = random.randrange(len(client.addresses))
+        # Addresses the first round has still to try before it fails.
+        self._untried = len(client.addresses)
+        self.current: Optional[IConnector] = None
+
+    @property
+    def state(self) -> str:
+        """
+        The current attempt's state, as Twisted's connectors have one.
+        """
+        state: str = getattr(self.current, "state", "disconnected")
+        return state
+
+    def connect(self) -> None:
+        """
+        Connect to the next address.
+        """
+        host, port = self._client.addresses[self._next % len(self._client.addresses)]
+        self._next += 1
+        self._untried -= 1
+        self.current = self._client._connectTo(host, port)
+
+    def tryNext(self) -> bool:
+        """
+        An attempt failed: in the first round, while an address is left
+        untried, try it at once.
+
+        @return: whether an attempt was started.
+        """
+        if self._untried <= 0 or self._client.state is not ClientState.CONNECTING:
+            return False
+        self.connect()
+        return True
+
+    def authenticated(self) -> None:
+        """
+        A connection is up: from now on, failures wait for reconnecting.
+        """
+        self._untried = 0
+
+    def stopConnecting(self) -> None:
+        """
+        Stop the attempt under way.
+        """
+        if self.current is not None:
+            self.current.stopConnecting()
+
+    def disconnect(self) -> None:
+        """
+        Close the connection, or stop the attempt.
+        """
+        if self.current is not None:
+            self.current.disconnect()
+
+    def getDestination(self) -> Any:
+        """
+        Where the current attempt goes.
+        """
+        return self.current.getDestination() if self.current is not None else None
 
 
 class Client(EventEmitter):
@@ -129,6 +212,7 @@ class Client(EventEmitter):
         clientCertificate: Optional[PathLike] = None,
         clientKey: Optional[PathLike] = None,
         tlsOptions: Any = None,
+        servers: Sequence[Tuple[str, int]] = (),
         bindAddress: Optional[Tuple[str, int]] = None,
         settings: Optional[ClientSettings] = None,
         reactor: Optional[IReactorTime] = None,
@@ -146,6 +230,11 @@ class Client(EventEmitter):
         @param tlsOptions: instead of C{ca} and the client certificate, any
             Twisted client connection creator (e.g. from
             L{txtlsjson.tls.clientTLSOptions} with another host name).
+        @param servers: more server addresses, as C{(host, port)}: each
+            attempt goes to the next address -- the first round starting
+            at a random one, so that a fleet of clients spreads over the
+            servers -- and C{connect} fails only once every address has.
+            Reconnecting goes on to the next one.
         @param bindAddress: the local (host, port) to connect from, if not
             the system's choice.
         @param settings: the L{ClientSettings}; the defaults if L{None}.
@@ -157,15 +246,21 @@ class Client(EventEmitter):
             setting or a value out of range.
         """
         super().__init__()
-        if not isinstance(host, str) or not host:
-            raise InvalidSetting(f"host must be a non-empty string, not {host!r}")
-        PORT.check("port", port)
+        self.addresses: List[Tuple[str, int]] = [(host, port), *servers]
+        for serverHost, serverPort in self.addresses:
+            if not isinstance(serverHost, str) or not serverHost:
+                raise InvalidSetting(f"host must be a non-empty string, not {serverHost!r}")
+            PORT.check("port", serverPort)
         self.settings = ClientSettings.fromOverrides(settings, overrides)
-        if tlsOptions is None:
-            tlsOptions = clientTLSOptions(host, ca, clientCertificate, clientKey)
+        # One set of TLS options per host name (each is verified by its own).
+        self._tlsOptions: Dict[str, Any] = {}
+        for serverHost, _ in self.addresses:
+            if serverHost not in self._tlsOptions:
+                self._tlsOptions[serverHost] = tlsOptions if tlsOptions is not None else \
+                    clientTLSOptions(serverHost, ca, clientCertificate, clientKey)
         self.host = host
         self.port = port
-        self._tlsOptions = tlsOptions
+        self._rotation: Optional[_Rotation] = None
         self._bindAddress = bindAddress
         self.factory = _ClientFactory(self, password, self.settings, reactor)
         self._reactor: Any = self.factory.clock
@@ -188,10 +283,18 @@ class Client(EventEmitter):
             factory.continueTrying = factory.reconnectInterval > 0
             factory.delay = factory.initialDelay
             self.state = ClientState.CONNECTING
-            self._reactor.connectSSL(self.host, self.port, factory, self._tlsOptions,
-                                     timeout=self.settings.connectTimeout,
-                                     bindAddress=self._bindAddress)
+            if len(self.addresses) == 1:
+                self._connectTo(self.host, self.port)
+            else:
+                self._rotation = _Rotation(self)
+                self._rotation.connect()
         return self.whenAuthenticated()
+
+    def _connectTo(self, host: str, port: int) -> IConnector:
+        connector: IConnector = self._reactor.connectSSL(
+            host, port, self.factory, self._tlsOptions[host],
+            timeout=self.settings.connectTimeout, bindAddress=self._bindAddress)
+        return connector
 
     def whenAuthenticated(self) -> "Deferred[None]":
         """
@@ -279,6 +382,8 @@ class Client(EventEmitter):
         self._afterLoss(error)
 
     def _authenticated(self) -> None:
+        if self._rotation is not None:
+            self._rotation.authenticated()
         # Handlers first: what awaits connect() finds them done, as a Node
         # user expects (there, connect resolves in the same emit).
         self.emit("authenticated")
