@@ -11,11 +11,13 @@ from typing import Any, List, Tuple
 
 import pytest
 from twisted.internet import reactor
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import deferLater
 
 from txtlsjson import Client, Server
 from txtlsjson.cluster import Cluster
-from txtlsjson.errors import ClusterUnavailable, ConnectionLost, NotConnected
+from txtlsjson.errors import AuthenticationFailed, ClusterUnavailable, ConnectionLost, NotConnected
+from txtlsjson.settings import ServerSettings
 
 from .conftest import PKI
 from .inreactor import inReactor
@@ -175,6 +177,47 @@ async def test_natsRestarted(pki: PKI) -> None:
         assert await b.request(idA, {"n": 4}) == {"local": 4}
         await clientA.disconnect()
         await clientB.disconnect()
+    finally:
+        await a.close()
+        await b.close()
+        await nats.stop()
+
+
+@inReactor
+async def test_passwordGuessesPacedAsOne(pki: PKI) -> None:
+    """
+    Guesses from one address spread over two nodes are paced by one of
+    them: answered one at a time, each after the last failure's delay --
+    not two at a time, as two nodes pacing alone would.
+    """
+    nats = await NATSServer().start()
+    settings = ServerSettings(authFailureDelay=0.2, authFailureMaxDelay=10.0)
+    a = Server("s3cret", certificate=pki.serverCert, privateKey=pki.serverKey,
+               cluster=Cluster([nats.url], heartbeatInterval=BEAT), settings=settings)
+    b = Server("s3cret", certificate=pki.serverCert, privateKey=pki.serverKey,
+               cluster=Cluster([nats.url], heartbeatInterval=BEAT), settings=settings)
+    await a.listen(0, "127.0.0.1")
+    await b.listen(0, "127.0.0.1")
+    try:
+        assert a.cluster is not None and b.cluster is not None
+        await until(lambda: b.cluster.serial in a.cluster.nodes
+                    and a.cluster.serial in b.cluster.nodes,
+                    "the nodes see each other")
+        assert a.cluster.ownerOf("127.0.0.1") == b.cluster.ownerOf("127.0.0.1")
+        refusedAt: List[float] = []
+
+        async def guess(server: Server) -> None:
+            client = Client("localhost", server.port or 0, "wrong", ca=[pki.caCert])
+            with pytest.raises(AuthenticationFailed):
+                await client.connect().addTimeout(WAIT, reactor)
+            refusedAt.append(reactor.seconds())
+
+        from twisted.internet.defer import gatherResults
+        await gatherResults([ensureDeferred(guess(server)) for server in (a, b, a, b)])
+        refusedAt.sort()
+        gaps = [later - earlier for earlier, later in zip(refusedAt, refusedAt[1:])]
+        # 0.2, 0.4, 0.8 s after each failure (less a little for timers).
+        assert gaps[0] > 0.15 and gaps[1] > 0.35 and gaps[2] > 0.7, gaps
     finally:
         await a.close()
         await b.close()

@@ -29,6 +29,7 @@ from txtlsjson import (
     clientTLSOptions,
 )
 from txtlsjson.tap import Options, makeService
+from txtlsjson.throttle import AuthenticationThrottle
 
 from .conftest import PKI
 from .faults import Firehose, RawLines, memoryOf
@@ -243,6 +244,7 @@ async def test_passwordGuessingSlowed(pki: PKI) -> None:
                     authFailureDelay=0.2, authFailureMaxDelay=5)
     await server.listen(0, "127.0.0.1")
     throttle = server.factory.throttle
+    assert isinstance(throttle, AuthenticationThrottle)
     answers: List[str] = []
     try:
         first = await rawClient(pki, server.port)  # type: ignore[arg-type]

@@ -213,6 +213,7 @@ def test_serverRefusesFloodFromOneAddress() -> None:
     factory = TLSJSONServerFactory("pw", reactor=clock, authFailureDelay=10)
     attempt(factory, "10.0.0.1", b'{"password":"x"}\n')
     # One attempt is being delayed, maxWaiting more queue behind it.
+    assert isinstance(factory.throttle, AuthenticationThrottle)
     for _ in range(1 + factory.throttle.maxWaiting):
         attempt(factory, "10.0.0.1", b'{"password":"guess"}\n')
     _, transport, errors = attempt(factory, "10.0.0.1", b'{"password":"guess"}\n')

@@ -32,7 +32,8 @@ L{ClusterUnavailable} at once while NATS is unreachable -- never silently.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, List, Optional, Sequence
+import zlib
+from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, List, Optional, Sequence, Tuple
 
 from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall
@@ -42,6 +43,7 @@ from twisted.python.failure import Failure
 from txtlsjson.codec import decodeLine, encodeValue
 from txtlsjson.errors import (
     ClusterUnavailable,
+    TooManyAttempts,
     ConnectionLost,
     InvalidOutgoingMessage,
     NotConnected,
@@ -51,6 +53,7 @@ from txtlsjson.errors import (
 from txtlsjson.natsthread import NATSConnection
 from txtlsjson.observers import Observers
 from txtlsjson.requests import PendingRequests
+from txtlsjson.throttle import AuthenticationThrottle
 from txtlsjson.wire import JSONObject
 
 if TYPE_CHECKING:
@@ -62,7 +65,7 @@ LOCAL_BITS = 24
 #: The errors a node's answer may name, rebuilt on the asking node.
 _ERRORS: Dict[str, Callable[[str], TLSJSONError]] = {
     cls.__name__: cls for cls in (NotConnected, RequestTimeout, ConnectionLost,
-                                  InvalidOutgoingMessage, ClusterUnavailable)}
+                                  InvalidOutgoingMessage, ClusterUnavailable, TooManyAttempts)}
 
 
 def nodeOf(connectionId: int) -> int:
@@ -117,8 +120,16 @@ class Cluster:
         self._counter = 0
         self.nodes: Dict[int, int] = {}
         self._lastHeard: Dict[int, float] = {}
-        # Questions to each node waiting for their answers.
+        # Questions to each node waiting for their answers; those that may
+        # wait long (password attempts) in tables of their own.
         self._tables: Dict[int, PendingRequests] = {}
+        self._untimedTables: Dict[int, PendingRequests] = {}
+        # Password attempts this node owns for others, by asker and number.
+        self._attempts: Dict[Tuple[int, int], "Deferred[None]"] = {}
+        self.throttle: Optional[AuthenticationThrottle] = None
+        # Attempts let through by another node, by address: whom to tell
+        # when each is answered.
+        self._granted: Dict[str, List[int]] = {}
         self._requestTimeout = 0.0
         self._heartbeat: Optional[IDelayedCall] = None
         self._subscribed = False
@@ -266,13 +277,26 @@ class Cluster:
             return self._askThroughNATS(node, connectionId, operation, timeout)
         if node not in self.nodes:
             return fail(NotConnected(f"no node holds connection {connectionId}"))
-        table = self._tables.get(node)
+        operation["id"] = connectionId
+        return self._askNode(node, operation)
+
+    def _askNode(self, node: int, operation: JSONObject, untimed: bool = False
+                 ) -> "Deferred[Any]":
+        """
+        Send C{operation} to C{node}, numbered in the table of questions to
+        it (C{untimed}: the table whose questions wait as long as they
+        must, for password attempts); its answer's value, or its error.
+        """
+        tables = self._untimedTables if untimed else self._tables
+        table = tables.get(node)
         if table is None:
-            table = self._tables[node] = PendingRequests(self._reactor, self._requestTimeout)
-        operation.update(id=connectionId, rid=table.nextId, reply=self.serial)
+            table = tables[node] = PendingRequests(
+                self._reactor, 0.0 if untimed else self._requestTimeout)
+        operation.update(rid=table.nextId, reply=self.serial)
+        if untimed:
+            operation["q"] = "untimed"
         try:
-            data = _encode(operation)
-            self._nats.publish(f"{self.prefix}.node.{node}", data)
+            self._nats.publish(f"{self.prefix}.node.{node}", _encode(operation))
         except (InvalidOutgoingMessage, ClusterUnavailable):
             return fail()
         return table.issue().addCallback(_answerValue)
@@ -405,7 +429,8 @@ class Cluster:
             if self._server is not None:
                 self._server.emit("error", undeliverable, NotConnected(answer.get("message", "")))
             return
-        table = self._tables.get(answer.get("node", -1))
+        tables = self._untimedTables if answer.pop("q", None) == "untimed" else self._tables
+        table = tables.get(answer.get("node", -1))
         rid = answer.pop("rid", None)
         if table is None or not table.resolve(rid, answer):
             self.log.debug("a late answer from node {node}", node=answer.get("node"))
@@ -420,7 +445,7 @@ class Cluster:
         try:
             operation = decodeLine(data)
             op = operation["op"]
-            connectionId = operation["id"]
+            connectionId = operation.get("id", -1)
         except Exception:
             self.log.warn("a malformed cluster request on {subject}; ignored", subject=subject)
             return
@@ -449,6 +474,11 @@ class Cluster:
             result = server.join(connectionId, operation["room"])
         elif op == "leave":
             result = server.leave(connectionId, operation["room"])
+        elif op == "attempt":
+            result = self._ownAttempt(operation["key"], operation["reply"], operation["rid"])
+        elif op in ("withdraw", "finished"):
+            self._settleAttempt(operation)
+            return
         else:
             result = fail(TLSJSONError(f"unknown cluster operation {op!r}"))
         # Where the answer goes: the NATS reply inbox of a publisher's
@@ -458,9 +488,101 @@ class Cluster:
         rid = operation.get("rid")
         if not reply and type(asker) is int and rid is not None:
             reply = f"{self.prefix}.reply.{asker}"
-        tag = {"rid": rid, "node": self.serial}
+        tag = {"rid": rid, "node": self.serial, "q": operation.get("q")}
         result.addCallbacks(lambda value: self._reply(reply, {"ok": value, **tag}),
                             lambda failure: self._reply(reply, {**_errorAnswer(failure), **tag}))
+
+    # -- password attempts, owned by one node per address ---------------------
+
+    def ownerOf(self, key: str) -> int:
+        """
+        The node that paces password attempts from address C{key}: the same
+        on every node that knows the same nodes (rendezvous hashing), this
+        node when it knows no other.
+        """
+        candidates = [self.serial, *self.nodes] if self._nats.connected else [self.serial]
+        return max(candidates, key=lambda node: zlib.crc32(f"{node}:{key}".encode()))
+
+    def attempt(self, key: str) -> "Deferred[None]":
+        """
+        A password attempt from C{key}, paced by its owner node: a Deferred
+        that fires when the attempt may be checked (see
+        L{AuthenticationThrottle.attempt}); cancelling it withdraws it.
+        When the owner is gone, the attempt is paced here.
+        """
+        local = self.throttle
+        assert local is not None
+        owner = self.ownerOf(key)
+        if owner == self.serial:
+            return local.attempt(key)
+        asked = self._askNode(owner, {"op": "attempt", "key": key}, untimed=True)
+        rid = self._untimedTables[owner].nextId - 1
+
+        def withdraw(d: "Deferred[None]") -> None:
+            asked.cancel()
+            self._publishTo(owner, {"op": "withdraw", "asker": self.serial, "rid": rid})
+
+        result: Deferred[None] = Deferred(withdraw)
+
+        def granted(_: object) -> None:
+            self._granted.setdefault(key, []).append(owner)
+            result.callback(None)
+
+        def refused(failure: Failure) -> None:
+            if result.called:
+                return
+            if failure.check(TooManyAttempts):
+                result.errback(failure)
+                return
+            # The owner is gone or unreachable: pace it here.
+            local.attempt(key).chainDeferred(result)
+
+        asked.addCallbacks(granted, refused)
+        return result
+
+    def finished(self, key: str, succeeded: bool) -> None:
+        """
+        The attempt from C{key} that was let through has been answered.
+        """
+        local = self.throttle
+        assert local is not None
+        owners = self._granted.get(key)
+        if not owners:
+            local.finished(key, succeeded)
+            return
+        owner = owners.pop(0)
+        if not owners:
+            del self._granted[key]
+        self._publishTo(owner, {"op": "finished", "key": key, "matched": succeeded})
+
+    def _publishTo(self, node: int, operation: JSONObject) -> None:
+        try:
+            self._nats.publish(f"{self.prefix}.node.{node}", _encode(operation))
+        except ClusterUnavailable:
+            pass
+
+    def _ownAttempt(self, key: str, asker: int, rid: int) -> "Deferred[Any]":
+        """
+        Pace another node's password attempt from C{key} with this node's
+        throttle.
+        """
+        assert self.throttle is not None
+        try:
+            attempt = self.throttle.attempt(key)
+        except TooManyAttempts:
+            return fail()
+        self._attempts[(asker, rid)] = attempt
+        attempt.addBoth(lambda result: (self._attempts.pop((asker, rid), None), result)[1])
+        return attempt
+
+    def _settleAttempt(self, operation: JSONObject) -> None:
+        assert self.throttle is not None
+        if operation["op"] == "finished":
+            self.throttle.finished(operation["key"], bool(operation.get("matched")))
+            return
+        attempt = self._attempts.pop((operation.get("asker", -1), operation.get("rid", -1)), None)
+        if attempt is not None and not attempt.called:
+            attempt.cancel()
 
     def _onBroadcast(self, subject: str, data: bytes, reply: str) -> None:
         for line in _lines(data):
@@ -523,14 +645,22 @@ class Cluster:
         self._lastHeard.pop(node, None)
         if self.nodes.pop(node, None) is not None:
             self.log.info("node {node} left the cluster", node=node)
-        table = self._tables.pop(node, None)
-        if table is not None:
-            table.failAll(ConnectionLost(f"node {node} left the cluster"))
+        for tables in (self._tables, self._untimedTables):
+            table = tables.pop(node, None)
+            if table is not None:
+                table.failAll(ConnectionLost(f"node {node} left the cluster"))
+        for asker, rid in [key for key in self._attempts if key[0] == node]:
+            self._attempts.pop((asker, rid)).cancel()
 
     def _failAll(self, error: TLSJSONError) -> None:
-        tables, self._tables = self._tables, {}
-        for table in tables.values():
-            table.failAll(error)
+        for tables in (self._tables, self._untimedTables):
+            waiting = list(tables.values())
+            tables.clear()
+            for table in waiting:
+                table.failAll(error)
+        attempts, self._attempts = self._attempts, {}
+        for attempt in attempts.values():
+            attempt.cancel()
 
 
 def _lines(data: bytes) -> List[bytes]:

@@ -30,7 +30,7 @@ from txtlsjson.errors import AuthenticationFailed, NotConnected, TLSJSONError
 from txtlsjson.linereceiver import FLUSH_TIMEOUT, SessionLineReceiver
 from txtlsjson.session import _AUTHENTICATED, ClientSession, ServerSession, Session
 from txtlsjson.settings import ClientSettings, ServerSettings, checkPassword
-from txtlsjson.throttle import AuthenticationThrottle, addressKey
+from txtlsjson.throttle import AuthenticationThrottle, PasswordPacer, addressKey
 from txtlsjson.wire import JSONObject
 
 __all__ = ["FLUSH_TIMEOUT", "TLSJSONProtocol", "TLSJSONServerProtocol", "TLSJSONClientProtocol",
@@ -264,7 +264,8 @@ class TLSJSONServerFactory(ServerFactory):
     @ivar settings: the L{ServerSettings}.
     @ivar connections: the live protocols (authenticated or not).
     @ivar clock: the reactor used for every timer.
-    @ivar throttle: the L{AuthenticationThrottle} pacing password checks.
+    @ivar throttle: what paces password checks: an L{AuthenticationThrottle},
+        or, for a server in a cluster, the cluster (see L{PasswordPacer}).
     """
 
     # Twisted types Factory.protocol with a factory attribute of its own
@@ -286,7 +287,7 @@ class TLSJSONServerFactory(ServerFactory):
         self._password = checkPassword(password).encode("utf-8")
         self.settings = ServerSettings.fromOverrides(settings, overrides)
         self.clock = _defaultReactor(reactor)
-        self.throttle = AuthenticationThrottle(
+        self.throttle: PasswordPacer = AuthenticationThrottle(
             self.clock, baseDelay=self.settings.authFailureDelay,
             maxDelay=self.settings.authFailureMaxDelay)
         self.connections: Set[TLSJSONServerProtocol] = set()

@@ -8,7 +8,7 @@ prefer L{txtlsjson.protocol.TLSJSONServerFactory} directly.
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
@@ -24,6 +24,7 @@ from txtlsjson.manyclients import ManyClients
 from txtlsjson.protocol import TLSJSONServerFactory, TLSJSONServerProtocol, peerOf
 from txtlsjson.rooms import Rooms
 from txtlsjson.settings import ServerSettings
+from txtlsjson.throttle import AuthenticationThrottle
 from txtlsjson.tls import PathLike, serverTLSOptions
 from txtlsjson.wire import JSONObject
 
@@ -157,6 +158,9 @@ class Server(EventEmitter, ManyClients):
         self.cluster = cluster
         if cluster is not None:
             cluster.attach(self)
+            # One node paces each address's password attempts for all.
+            cluster.throttle = cast(AuthenticationThrottle, self.factory.throttle)
+            self.factory.throttle = cluster
         self._nextId = 0
         self._listeningPorts: List[IListeningPort] = []
 

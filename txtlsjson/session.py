@@ -60,7 +60,7 @@ from txtlsjson.errors import (
     UnknownResponse,
 )
 from txtlsjson.requests import PendingRequests
-from txtlsjson.throttle import AuthenticationThrottle
+from txtlsjson.throttle import PasswordPacer
 
 
 class SessionState(Enum):
@@ -441,7 +441,7 @@ class ServerSession(Session):
         password: bytes,
         settings: ServerSettings,
         onKeepAliveTimeout: Callable[[], None],
-        throttle: Optional[AuthenticationThrottle] = None,
+        throttle: Optional[PasswordPacer] = None,
         peerKey: str = "",
     ) -> None:
         """

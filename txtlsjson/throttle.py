@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict, deque
-from typing import Deque, Optional
+from typing import Deque, Optional, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -43,6 +43,27 @@ def addressKey(host: str) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
     return host
+
+
+class PasswordPacer(Protocol):
+    """
+    What paces password checks: an L{AuthenticationThrottle}, or a
+    L{Cluster<txtlsjson.cluster.Cluster>}, which has one node pace each
+    address for the whole cluster.
+    """
+
+    def attempt(self, address: str) -> "Deferred[None]":
+        """
+        Queue a password attempt from C{address}: the Deferred fires when it
+        may be checked; cancelling it withdraws it.
+
+        @raise TooManyAttempts: if too many attempts already wait.
+        """
+
+    def finished(self, address: str, succeeded: bool) -> None:
+        """
+        The attempt whose Deferred fired has been answered.
+        """
 
 
 class _Address:
