@@ -21,7 +21,7 @@ from txtlsjson.settings import ServerSettings
 
 from .conftest import PKI
 from .inreactor import inReactor
-from .natsserver import NATSServer
+from .natsserver import NATSServer, freePort
 from .test_integration import WAIT, nextEvent
 
 #: Seconds between heartbeats in these tests (a node is gone after three).
@@ -222,3 +222,38 @@ async def test_passwordGuessesPacedAsOne(pki: PKI) -> None:
         await a.close()
         await b.close()
         await nats.stop()
+
+
+@inReactor
+async def test_natsServersJoinedByRoutes(pki: PKI) -> None:
+    """
+    Nodes on two NATS servers joined by routes -- as on two hosts, each
+    with its own NATS -- reach each other's clients.
+    """
+    routeA, routeB = freePort(), freePort()
+    first = NATSServer(extra=["--cluster_name", "txtlsjson", "--cluster",
+                              f"nats://127.0.0.1:{routeA}", "--routes",
+                              f"nats://127.0.0.1:{routeB}"])
+    second = NATSServer(extra=["--cluster_name", "txtlsjson", "--cluster",
+                               f"nats://127.0.0.1:{routeB}", "--routes",
+                               f"nats://127.0.0.1:{routeA}"])
+    await first.start()
+    await second.start()
+    a = await node(pki, first)
+    b = await node(pki, second)
+    try:
+        assert a.cluster is not None and b.cluster is not None
+        await until(lambda: b.cluster.serial in a.cluster.nodes
+                    and a.cluster.serial in b.cluster.nodes,
+                    "the nodes see each other through the route")
+        clientB, messagesB, idB = await clientOf(b, pki)
+        clientB.on("request", lambda request, res: res.send({"via": "route"}))
+        assert await a.request(idB, {}) == {"via": "route"}
+        a.send(idB, {"through": "the route"})
+        await until(lambda: messagesB == [{"through": "the route"}], "the message crossed")
+        await clientB.disconnect()
+    finally:
+        await a.close()
+        await b.close()
+        await first.stop()
+        await second.stop()
