@@ -22,7 +22,7 @@ from txtlsjson.cluster import nodeOf
 from .conftest import PKI
 from .inreactor import inReactor
 from .natsserver import NATSServer
-from .processes import RunningProcess, spawn, twistd
+from .processes import REPOSITORY, RunningProcess, spawn, twistd
 from .test_node_interop import PEER, node
 from .test_twistd import _stoppedBySignal, serverArgs
 
@@ -41,8 +41,10 @@ async def startNode(pki: PKI, passwordFile: Path, cwd: Path, nats: NATSServer,
     """
     A C{twistd tlsjson --nats} node, connected to NATS.
     """
+    # The handler is in this checkout's tests, which the installed package
+    # does not bring: the node finds it through PYTHONPATH.
     process = twistd(*serverArgs(pki, passwordFile), "--nats", nats.url, "--handler", RELAY,
-                     *extra, cwd=cwd, limit=60)
+                     *extra, cwd=cwd, limit=60, env={"PYTHONPATH": str(REPOSITORY)})
     await process.waitFor("tls-json server listening on")
     await process.waitFor("connected to NATS")
     port = int(re.search(r"port=(\d+)", process.text()).group(1))  # type: ignore[union-attr]
