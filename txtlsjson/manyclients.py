@@ -8,7 +8,7 @@ the same line written to each.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Collection, FrozenSet, Iterable, List, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Collection, FrozenSet, Iterable, List, Mapping, Optional
 
 from twisted.internet.defer import Deferred, fail, succeed
 
@@ -131,11 +131,7 @@ class ManyClients:
         @raise InvalidOutgoingMessage: if the message cannot be sent as it
             is; nothing was sent.
         """
-        sent = self._fanOutLocal(room, message, exclude)
-        cluster = self.cluster
-        if cluster is not None:
-            self._tellCluster(cluster.sendToRoom, room, message, exclude)
-        return sent
+        return self._toMany(room, message, exclude)
 
     def broadcast(self, message: JSONObject, exclude: Collection[int] = ()) -> int:
         """
@@ -147,18 +143,26 @@ class ManyClients:
         @raise InvalidOutgoingMessage: if the message cannot be sent as it
             is; nothing was sent.
         """
-        sent = self._fanOutLocal(None, message, exclude)
+        return self._toMany(None, message, exclude)
+
+    def _toMany(self, room: Optional[str], message: JSONObject,
+                exclude: Collection[int]) -> int:
+        """
+        Send C{message} to this node's clients in C{room} (all, if
+        L{None}), and have every other node do the same.
+        """
+        sent = self._fanOutLocal(room, message, exclude)
         cluster = self.cluster
         if cluster is not None:
-            self._tellCluster(cluster.broadcast, message, exclude)
+            try:
+                if room is None:
+                    cluster.broadcast(message, exclude)
+                else:
+                    cluster.sendToRoom(room, message, exclude)
+            except ClusterUnavailable as e:
+                # This node's clients have it; the others are reported.
+                self.emit("error", None, e)
         return sent
-
-    def _tellCluster(self, publish: Callable[..., None], *args: Any) -> None:
-        try:
-            publish(*args)
-        except ClusterUnavailable as e:
-            # This node's clients have it; the others are reported.
-            self.emit("error", None, e)
 
     def _fanOutLocal(self, room: Optional[str], message: JSONObject,
                      exclude: Collection[int]) -> int:
