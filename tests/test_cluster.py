@@ -203,7 +203,8 @@ async def test_passwordGuessesPacedAsOne(pki: PKI) -> None:
         await until(lambda: b.cluster.serial in a.cluster.nodes
                     and a.cluster.serial in b.cluster.nodes,
                     "the nodes see each other")
-        assert a.cluster.ownerOf("127.0.0.1") == b.cluster.ownerOf("127.0.0.1")
+        assert a.cluster.pacer is not None and b.cluster.pacer is not None
+        assert a.cluster.pacer.ownerOf("127.0.0.1") == b.cluster.pacer.ownerOf("127.0.0.1")
         refusedAt: List[float] = []
 
         async def guess(server: Server) -> None:

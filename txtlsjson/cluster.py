@@ -32,8 +32,7 @@ L{ClusterUnavailable} at once while NATS is unreachable -- never silently.
 from __future__ import annotations
 
 import random
-import zlib
-from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall
@@ -53,10 +52,10 @@ from txtlsjson.errors import (
 from txtlsjson.natsthread import NATSConnection
 from txtlsjson.observers import Observers
 from txtlsjson.requests import PendingRequests
-from txtlsjson.throttle import AuthenticationThrottle
 from txtlsjson.wire import JSONObject
 
 if TYPE_CHECKING:
+    from txtlsjson.pacing import ClusterPacer
     from txtlsjson.server import Server
 
 #: Bits of a connection id that number a node's connections.
@@ -124,12 +123,8 @@ class Cluster:
         # wait long (password attempts) in tables of their own.
         self._tables: Dict[int, PendingRequests] = {}
         self._untimedTables: Dict[int, PendingRequests] = {}
-        # Password attempts this node owns for others, by asker and number.
-        self._attempts: Dict[Tuple[int, int], "Deferred[None]"] = {}
-        self.throttle: Optional[AuthenticationThrottle] = None
-        # Attempts let through by another node, by address: whom to tell
-        # when each is answered.
-        self._granted: Dict[str, List[int]] = {}
+        # Paces password attempts for the cluster, once the server is known.
+        self.pacer: Optional["ClusterPacer"] = None
         self._requestTimeout = 0.0
         self._heartbeat: Optional[IDelayedCall] = None
         self._subscribed = False
@@ -278,14 +273,17 @@ class Cluster:
         if node not in self.nodes:
             return fail(NotConnected(f"no node holds connection {connectionId}"))
         operation["id"] = connectionId
-        return self._askNode(node, operation)
+        return self.askNode(node, operation)
 
-    def _askNode(self, node: int, operation: JSONObject, untimed: bool = False
+    def askNode(self, node: int, operation: JSONObject, untimed: bool = False
                  ) -> "Deferred[Any]":
         """
-        Send C{operation} to C{node}, numbered in the table of questions to
-        it (C{untimed}: the table whose questions wait as long as they
-        must, for password attempts); its answer's value, or its error.
+        Send C{operation} to C{node}, numbered (its C{rid}) in the table of
+        questions to it (C{untimed}: the table whose questions wait as long
+        as they must, for password attempts).
+
+        @return: a Deferred of the answer's value, or failing with its
+            error rebuilt here.
         """
         tables = self._untimedTables if untimed else self._tables
         table = tables.get(node)
@@ -474,10 +472,10 @@ class Cluster:
             result = server.join(connectionId, operation["room"])
         elif op == "leave":
             result = server.leave(connectionId, operation["room"])
-        elif op == "attempt":
-            result = self._ownAttempt(operation["key"], operation["reply"], operation["rid"])
-        elif op in ("withdraw", "finished"):
-            self._settleAttempt(operation)
+        elif op == "attempt" and self.pacer is not None:
+            result = self.pacer.ownAttempt(operation["key"], operation["reply"], operation["rid"])
+        elif op in ("withdraw", "finished") and self.pacer is not None:
+            self.pacer.settle(operation)
             return
         else:
             result = fail(TLSJSONError(f"unknown cluster operation {op!r}"))
@@ -492,97 +490,15 @@ class Cluster:
         result.addCallbacks(lambda value: self._reply(reply, {"ok": value, **tag}),
                             lambda failure: self._reply(reply, {**_errorAnswer(failure), **tag}))
 
-    # -- password attempts, owned by one node per address ---------------------
-
-    def ownerOf(self, key: str) -> int:
+    def publishTo(self, node: int, operation: JSONObject) -> None:
         """
-        The node that paces password attempts from address C{key}: the same
-        on every node that knows the same nodes (rendezvous hashing), this
-        node when it knows no other.
+        Send C{operation} to C{node}, expecting no answer; lost if NATS is
+        not connected.
         """
-        candidates = [self.serial, *self.nodes] if self._nats.connected else [self.serial]
-        return max(candidates, key=lambda node: zlib.crc32(f"{node}:{key}".encode()))
-
-    def attempt(self, key: str) -> "Deferred[None]":
-        """
-        A password attempt from C{key}, paced by its owner node: a Deferred
-        that fires when the attempt may be checked (see
-        L{AuthenticationThrottle.attempt}); cancelling it withdraws it.
-        When the owner is gone, the attempt is paced here.
-        """
-        local = self.throttle
-        assert local is not None
-        owner = self.ownerOf(key)
-        if owner == self.serial:
-            return local.attempt(key)
-        asked = self._askNode(owner, {"op": "attempt", "key": key}, untimed=True)
-        rid = self._untimedTables[owner].nextId - 1
-
-        def withdraw(d: "Deferred[None]") -> None:
-            asked.cancel()
-            self._publishTo(owner, {"op": "withdraw", "asker": self.serial, "rid": rid})
-
-        result: Deferred[None] = Deferred(withdraw)
-
-        def granted(_: object) -> None:
-            self._granted.setdefault(key, []).append(owner)
-            result.callback(None)
-
-        def refused(failure: Failure) -> None:
-            if result.called:
-                return
-            if failure.check(TooManyAttempts):
-                result.errback(failure)
-                return
-            # The owner is gone or unreachable: pace it here.
-            local.attempt(key).chainDeferred(result)
-
-        asked.addCallbacks(granted, refused)
-        return result
-
-    def finished(self, key: str, succeeded: bool) -> None:
-        """
-        The attempt from C{key} that was let through has been answered.
-        """
-        local = self.throttle
-        assert local is not None
-        owners = self._granted.get(key)
-        if not owners:
-            local.finished(key, succeeded)
-            return
-        owner = owners.pop(0)
-        if not owners:
-            del self._granted[key]
-        self._publishTo(owner, {"op": "finished", "key": key, "matched": succeeded})
-
-    def _publishTo(self, node: int, operation: JSONObject) -> None:
         try:
             self._nats.publish(f"{self.prefix}.node.{node}", _encode(operation))
         except ClusterUnavailable:
             pass
-
-    def _ownAttempt(self, key: str, asker: int, rid: int) -> "Deferred[Any]":
-        """
-        Pace another node's password attempt from C{key} with this node's
-        throttle.
-        """
-        assert self.throttle is not None
-        try:
-            attempt = self.throttle.attempt(key)
-        except TooManyAttempts:
-            return fail()
-        self._attempts[(asker, rid)] = attempt
-        attempt.addBoth(lambda result: (self._attempts.pop((asker, rid), None), result)[1])
-        return attempt
-
-    def _settleAttempt(self, operation: JSONObject) -> None:
-        assert self.throttle is not None
-        if operation["op"] == "finished":
-            self.throttle.finished(operation["key"], bool(operation.get("matched")))
-            return
-        attempt = self._attempts.pop((operation.get("asker", -1), operation.get("rid", -1)), None)
-        if attempt is not None and not attempt.called:
-            attempt.cancel()
 
     def _onBroadcast(self, subject: str, data: bytes, reply: str) -> None:
         for line in _lines(data):
@@ -649,8 +565,8 @@ class Cluster:
             table = tables.pop(node, None)
             if table is not None:
                 table.failAll(ConnectionLost(f"node {node} left the cluster"))
-        for asker, rid in [key for key in self._attempts if key[0] == node]:
-            self._attempts.pop((asker, rid)).cancel()
+        if self.pacer is not None:
+            self.pacer.nodeGone(node)
 
     def _failAll(self, error: TLSJSONError) -> None:
         for tables in (self._tables, self._untimedTables):
@@ -658,9 +574,8 @@ class Cluster:
             tables.clear()
             for table in waiting:
                 table.failAll(error)
-        attempts, self._attempts = self._attempts, {}
-        for attempt in attempts.values():
-            attempt.cancel()
+        if self.pacer is not None:
+            self.pacer.nodeGone(None)
 
 
 def _lines(data: bytes) -> List[bytes]:

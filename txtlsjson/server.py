@@ -21,6 +21,7 @@ from txtlsjson.answers import Responder
 from txtlsjson.errors import ClusterUnavailable, NotConnected, TLSJSONError
 from txtlsjson.events import EventEmitter, sendOrReport, unexpectedEnd
 from txtlsjson.manyclients import ManyClients
+from txtlsjson.pacing import ClusterPacer
 from txtlsjson.protocol import TLSJSONServerFactory, TLSJSONServerProtocol, peerOf
 from txtlsjson.rooms import Rooms
 from txtlsjson.settings import ServerSettings
@@ -159,8 +160,9 @@ class Server(EventEmitter, ManyClients):
         if cluster is not None:
             cluster.attach(self)
             # One node paces each address's password attempts for all.
-            cluster.throttle = cast(AuthenticationThrottle, self.factory.throttle)
-            self.factory.throttle = cluster
+            cluster.pacer = ClusterPacer(cluster, cast(AuthenticationThrottle,
+                                                       self.factory.throttle))
+            self.factory.throttle = cluster.pacer
         self._nextId = 0
         self._listeningPorts: List[IListeningPort] = []
 
