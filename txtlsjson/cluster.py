@@ -32,7 +32,7 @@ L{ClusterUnavailable} at once while NATS is unreachable -- never silently.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, Optional, Sequence
 
 from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall
@@ -49,7 +49,7 @@ from txtlsjson.errors import (
     RequestTimeout,
     TLSJSONError,
 )
-from txtlsjson.natsthread import NATSConnection
+from txtlsjson.natsthread import MessageHandler, NATSConnection
 from txtlsjson.observers import Observers
 from txtlsjson.requests import PendingRequests
 from txtlsjson.wire import JSONObject
@@ -211,11 +211,11 @@ class Cluster:
             return
         self._subscribed = True
         subscriptions = [
-            self._nats.subscribe(f"{self.prefix}.node.{self.serial}", self._onNodeRequest),
-            self._nats.subscribe(f"{self.prefix}.broadcast", self._onBroadcast),
-            self._nats.subscribe(f"{self.prefix}.room", self._onRoom),
-            self._nats.subscribe(f"{self.prefix}.heartbeat", self._onHeartbeat),
-            self._nats.subscribe(f"{self.prefix}.reply.{self.serial}", self._onReply),
+            self._nats.subscribe(f"{self.prefix}.node.{self.serial}", _eachLine(self._onNodeRequest)),
+            self._nats.subscribe(f"{self.prefix}.broadcast", _eachLine(self._onBroadcast)),
+            self._nats.subscribe(f"{self.prefix}.room", _eachLine(self._onRoom)),
+            self._nats.subscribe(f"{self.prefix}.heartbeat", _eachLine(self._onHeartbeat)),
+            self._nats.subscribe(f"{self.prefix}.reply.{self.serial}", _eachLine(self._onReply)),
         ]
         def ready(_: object) -> None:
             self._ready = True
@@ -417,10 +417,6 @@ class Cluster:
                 pass
 
     def _onReply(self, subject: str, data: bytes, reply: str) -> None:
-        for line in _lines(data):
-            self._onReplyOne(subject, line, reply)
-
-    def _onReplyOne(self, subject: str, data: bytes, reply: str) -> None:
         answer = decodeLine(data)
         undeliverable = answer.get("undeliverable")
         if undeliverable is not None:
@@ -434,10 +430,6 @@ class Cluster:
             self.log.debug("a late answer from node {node}", node=answer.get("node"))
 
     def _onNodeRequest(self, subject: str, data: bytes, reply: str) -> None:
-        for line in _lines(data):
-            self._onNodeRequestOne(subject, line, reply)
-
-    def _onNodeRequestOne(self, subject: str, data: bytes, reply: str) -> None:
         server = self._server
         assert server is not None
         try:
@@ -501,10 +493,6 @@ class Cluster:
             pass
 
     def _onBroadcast(self, subject: str, data: bytes, reply: str) -> None:
-        for line in _lines(data):
-            self._onBroadcastOne(subject, line, reply)
-
-    def _onBroadcastOne(self, subject: str, data: bytes, reply: str) -> None:
         server = self._server
         if server is None:
             return
@@ -513,10 +501,6 @@ class Cluster:
             server._fanOutLocal(None, payload["message"], payload.get("exclude", ()))
 
     def _onRoom(self, subject: str, data: bytes, reply: str) -> None:
-        for line in _lines(data):
-            self._onRoomOne(subject, line, reply)
-
-    def _onRoomOne(self, subject: str, data: bytes, reply: str) -> None:
         server = self._server
         if server is None:
             return
@@ -541,10 +525,6 @@ class Cluster:
                 pass
 
     def _onHeartbeat(self, subject: str, data: bytes, reply: str) -> None:
-        for line in _lines(data):
-            self._onHeartbeatOne(subject, line, reply)
-
-    def _onHeartbeatOne(self, subject: str, data: bytes, reply: str) -> None:
         beat = decodeLine(data)
         node = beat.get("node")
         if type(node) is not int or node == self.serial:
@@ -578,15 +558,18 @@ class Cluster:
             self.pacer.nodeGone(None)
 
 
-def _lines(data: bytes) -> List[bytes]:
+def _eachLine(handler: MessageHandler) -> MessageHandler:
     """
-    The messages of one NATS message: whole lines, joined when several went
-    to one subject at once (see L{NATSConnection.publish}).
+    C{handler}, called for each message of one NATS message: whole lines,
+    joined when several went to one subject at once (see
+    L{NATSConnection.publish}).
     """
-    lines = data.split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()
-    return lines
+    def each(subject: str, data: bytes, reply: str) -> None:
+        for line in data.split(b"\n"):
+            if line:
+                handler(subject, line, reply)
+
+    return each
 
 
 def _answerValue(answer: JSONObject) -> Any:
