@@ -7,7 +7,8 @@ its own NATS connection; C{test_clusterProcesses} runs nodes as processes.
 
 from __future__ import annotations
 
-from typing import Any, List, Tuple
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, List, Tuple
 
 import pytest
 from twisted.internet import reactor
@@ -64,12 +65,25 @@ async def clientOf(server: Server, pki: PKI, **settings: Any) -> Tuple[Client, L
     return client, messages, connectionId
 
 
-async def twoNodes(pki: PKI, nats: NATSServer) -> Tuple[Server, Server]:
-    a, b = await node(pki, nats), await node(pki, nats)
-    assert a.cluster is not None and b.cluster is not None
-    await until(lambda: b.cluster.serial in a.cluster.nodes
-                and a.cluster.serial in b.cluster.nodes, "the nodes see each other")
-    return a, b
+@asynccontextmanager
+async def twoNodes(pki: PKI) -> AsyncIterator[Tuple[NATSServer, Server, Server]]:
+    """
+    A nats-server and two nodes that know each other; all stopped after.
+    """
+    nats = await NATSServer().start()
+    try:
+        a, b = await node(pki, nats), await node(pki, nats)
+        try:
+            assert a.cluster is not None and b.cluster is not None
+            await until(lambda: b.cluster.serial in a.cluster.nodes
+                        and a.cluster.serial in b.cluster.nodes,
+                        "the nodes see each other")
+            yield nats, a, b
+        finally:
+            await a.close()
+            await b.close()
+    finally:
+        await nats.stop()
 
 
 @inReactor
@@ -79,9 +93,7 @@ async def test_acrossNodes(pki: PKI) -> None:
     requests (both answers and the client's own errors), rooms, broadcast
     and presence; and the ids of the two nodes never collide.
     """
-    nats = await NATSServer().start()
-    a, b = await twoNodes(pki, nats)
-    try:
+    async with twoNodes(pki) as (nats, a, b):
         clientA, messagesA, idA = await clientOf(a, pki)
         clientB, messagesB, idB = await clientOf(b, pki)
         assert idA != idB
@@ -114,10 +126,6 @@ async def test_acrossNodes(pki: PKI) -> None:
             await a.request(idB + 1, {"n": 1})
         await clientA.disconnect()
         await clientB.disconnect()
-    finally:
-        await a.close()
-        await b.close()
-        await nats.stop()
 
 
 @inReactor
@@ -126,9 +134,7 @@ async def test_nodeLeaves(pki: PKI) -> None:
     A request waiting on a client of a node that leaves fails promptly
     with L{ConnectionLost}; the node's ids are then reported gone.
     """
-    nats = await NATSServer().start()
-    a, b = await twoNodes(pki, nats)
-    try:
+    async with twoNodes(pki) as (nats, a, b):
         clientB, _, idB = await clientOf(b, pki)
         clientB.on("request", lambda request, res: None)  # never answers
         pending = a.request(idB, {"wait": True})
@@ -140,9 +146,6 @@ async def test_nodeLeaves(pki: PKI) -> None:
         with pytest.raises(NotConnected, match=f"no node holds connection {idB}"):
             await a.request(idB, {"n": 1})
         await clientB.disconnect()
-    finally:
-        await a.close()
-        await nats.stop()
 
 
 @inReactor
@@ -152,9 +155,7 @@ async def test_natsRestarted(pki: PKI) -> None:
     once with L{ClusterUnavailable}; when NATS is back, the nodes reconnect
     by themselves and cross-node traffic resumes.
     """
-    nats = await NATSServer().start()
-    a, b = await twoNodes(pki, nats)
-    try:
+    async with twoNodes(pki) as (nats, a, b):
         clientA, messagesA, idA = await clientOf(a, pki)
         clientA.on("request", lambda request, res: res.send({"local": request["n"]}))
         clientB, messagesB, idB = await clientOf(b, pki)
@@ -177,10 +178,6 @@ async def test_natsRestarted(pki: PKI) -> None:
         assert await b.request(idA, {"n": 4}) == {"local": 4}
         await clientA.disconnect()
         await clientB.disconnect()
-    finally:
-        await a.close()
-        await b.close()
-        await nats.stop()
 
 
 @inReactor
