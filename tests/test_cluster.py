@@ -17,7 +17,13 @@ from twisted.internet.task import deferLater
 
 from txtlsjson import Client, Server
 from txtlsjson.cluster import Cluster
-from txtlsjson.errors import AuthenticationFailed, ClusterUnavailable, ConnectionLost, NotConnected
+from txtlsjson.errors import (
+    AuthenticationFailed,
+    ClusterUnavailable,
+    ConnectionLost,
+    InvalidOutgoingMessage,
+    NotConnected,
+)
 from txtlsjson.settings import ServerSettings
 
 from .conftest import PKI
@@ -124,6 +130,8 @@ async def test_acrossNodes(pki: PKI) -> None:
         assert errors[0][0] == idB + 1 and isinstance(errors[0][1], NotConnected)
         with pytest.raises(NotConnected):
             await a.request(idB + 1, {"n": 1})
+        with pytest.raises(InvalidOutgoingMessage, match="more than NATS carries"):
+            a.send(idB, {"big": "x" * (2 * 1024 * 1024)})
         await clientA.disconnect()
         await clientB.disconnect()
 

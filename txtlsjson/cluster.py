@@ -39,7 +39,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txtlsjson.codec import decodeLine, encodeValue
+from txtlsjson.codec import decodeLine, encodeMessageLine, encodeValue
 from txtlsjson.errors import (
     ClusterUnavailable,
     TooManyAttempts,
@@ -329,7 +329,8 @@ class Cluster:
 
         @raise NotConnected: if no node holds the id.
         @raise ClusterUnavailable: if NATS is not connected.
-        @raise InvalidOutgoingMessage: if the message cannot be encoded.
+        @raise InvalidOutgoingMessage: if the message cannot be encoded, or
+            is longer than C{maxLineLength} or than NATS carries.
         """
         if self._stopped or not self._nats.connected:
             raise ClusterUnavailable(
@@ -337,8 +338,17 @@ class Cluster:
         node = nodeOf(connectionId)
         if node not in self.nodes:
             raise NotConnected(f"no node holds connection {connectionId}")
-        self._nats.publish(f"{self.prefix}.node.{node}", _encode(
-            {"op": "send", "id": connectionId, "message": message, "reply": self.serial}))
+        # Not an operation in JSON like the others: "S <id> <asker> " and
+        # the client's own line, encoded here, which the node writes as it
+        # is -- a message crosses nodes encoded once, and never decoded.
+        line = encodeMessageLine(message)
+        server = self._server
+        if server is not None and len(line) > server.settings.maxLineLength + 1:
+            raise InvalidOutgoingMessage(
+                f"message of {len(line) - 1} bytes exceeds maxLineLength "
+                f"({server.settings.maxLineLength})")
+        self._nats.publish(f"{self.prefix}.node.{node}",
+                           b"S %d %d %s" % (connectionId, self.serial, line))
 
     def sendConfirmed(self, connectionId: int, message: JSONObject) -> "Deferred[None]":
         """
@@ -432,26 +442,15 @@ class Cluster:
     def _onNodeRequest(self, subject: str, data: bytes, reply: str) -> None:
         server = self._server
         assert server is not None
+        if data[:2] == b"S ":
+            self._forward(server, data)
+            return
         try:
             operation = decodeLine(data)
             op = operation["op"]
             connectionId = operation.get("id", -1)
         except Exception:
             self.log.warn("a malformed cluster request on {subject}; ignored", subject=subject)
-            return
-        if op == "send" and not reply and "rid" not in operation:
-            # The common case, kept cheap: no Deferred, no answer unless it
-            # could not be delivered.
-            try:
-                server._sendLocal(connectionId, operation["message"])
-            except NotConnected as e:
-                asker = operation.get("reply")
-                if type(asker) is int:
-                    self._reply(f"{self.prefix}.reply.{asker}",
-                                {"undeliverable": connectionId, "message": str(e)})
-            except InvalidOutgoingMessage:
-                self.log.failure("a message for connection {id} could not be sent",
-                                 id=connectionId)
             return
         result: Deferred[Any]
         if op == "has":
@@ -491,6 +490,23 @@ class Cluster:
             self._nats.publish(f"{self.prefix}.node.{node}", _encode(operation))
         except ClusterUnavailable:
             pass
+
+    def _forward(self, server: "Server", data: bytes) -> None:
+        """
+        Write another node's message to a client of this node: C{data} is
+        C{"S <id> <asker> <line>"} (see L{send}); if the client is gone,
+        tell the asker.
+        """
+        try:
+            _, connectionId, asker, line = data.split(b" ", 3)
+            target = int(connectionId)
+        except ValueError:
+            self.log.warn("a malformed cluster message; ignored")
+            return
+        if not server._writeLocal(target, line + b"\n"):
+            self._reply(f"{self.prefix}.reply.{int(asker)}",
+                        {"undeliverable": target,
+                         "message": f"connection {target} is not connected"})
 
     def _onBroadcast(self, subject: str, data: bytes, reply: str) -> None:
         server = self._server

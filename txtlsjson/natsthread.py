@@ -22,7 +22,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txtlsjson.errors import ClusterUnavailable
+from txtlsjson.errors import ClusterUnavailable, InvalidOutgoingMessage
 from txtlsjson.observers import Observers
 
 #: The most bytes of messages to one subject joined into one NATS message
@@ -64,6 +64,9 @@ class NATSConnection:
         self._subscriptions: List[Any] = []
         self._stopping = False
         self.connected = False
+        #: The largest message the NATS server takes (its max_payload, as
+        #: it says when connecting; NATS's default until then).
+        self.maxPayload = 1024 * 1024
         self._whenConnected: Observers[None] = Observers()
         # Published in the reactor's thread, not yet handed to the NATS
         # thread; received in the NATS thread, not yet handed over.
@@ -120,7 +123,7 @@ class NATSConnection:
                                  "trying again", servers=self._servers, error=e)
                 await asyncio.sleep(self._reconnectWait)
                 continue
-            self._fromThread(self._up)
+            self._fromThread(self._up, getattr(self._client, "max_payload", self.maxPayload))
             return
 
     def _fromThread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
@@ -130,14 +133,15 @@ class NATSConnection:
         self._fromThread(self._down)
 
     async def _back(self) -> None:
-        self._fromThread(self._up)
+        self._fromThread(self._up, getattr(self._client, "max_payload", self.maxPayload))
 
     async def _error(self, error: Exception) -> None:
         self._fromThread(self.log.warn, "NATS: {error}", error=error)
 
-    def _up(self) -> None:
+    def _up(self, maxPayload: int) -> None:
         if self._stopping:
             return
+        self.maxPayload = maxPayload
         was, self.connected = self.connected, True
         if not was:
             self.log.info("connected to NATS")
@@ -241,6 +245,10 @@ class NATSConnection:
         loop = self._loop
         if loop is None or not self.connected:
             raise ClusterUnavailable("not connected to NATS")
+        if len(data) > self.maxPayload:
+            raise InvalidOutgoingMessage(
+                f"{len(data)} bytes are more than NATS carries in one message "
+                f"(max_payload {self.maxPayload})")
         with self._outboxLock:
             self._outbox.append((subject, data, reply))
             first = len(self._outbox) == 1

@@ -346,6 +346,19 @@ class Server(EventEmitter, ManyClients):
             raise NotConnected(f"connection {connectionId} is not connected")
         protocol.send(message)
 
+    def _writeLocal(self, connectionId: int, line: bytes) -> bool:
+        """
+        Write an encoded message line to a client of this node, for the
+        cluster (another node encoded and checked it).
+
+        @return: whether the client is connected and authenticated.
+        """
+        protocol = self._connections.get(connectionId)
+        if protocol is None or not protocol.isAuthenticated:
+            return False
+        protocol.writeLine(line)
+        return True
+
     def _requestLocal(self, connectionId: int, request: JSONObject) -> "Deferred[JSONObject]":
         protocol = self._connections.get(connectionId)
         if protocol is None:
