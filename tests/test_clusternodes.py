@@ -151,3 +151,44 @@ async def test_workersJoinTheCluster(pki: PKI, passwordFile: Path, tmp_path: Pat
         assert _stoppedBySignal(outcome), outcome
     finally:
         await nats.stop()
+
+
+@inReactor
+async def test_guessesSpreadOverWorkersPacedAsOne(pki: PKI, passwordFile: Path,
+                                                  tmp_path: Path) -> None:
+    """
+    Wrong passwords from one address, landing on either worker of
+    C{--workers 2 --nats}, are answered one at a time, each after the
+    growing delay.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.defer import ensureDeferred, gatherResults
+
+    from txtlsjson.errors import AuthenticationFailed
+
+    nats = await NATSServer().start()
+    try:
+        process, port = await startNode(pki, passwordFile, tmp_path, nats, "--workers", "2",
+                                        "--auth-failure-delay", "0.3")
+        for number in (1, 2):
+            await process.waitFor(f"[worker {number}] node ")
+        serials = re.findall(r"\[worker \d\] node (\d+) joining the cluster", process.text())
+        for serial in serials:
+            await process.waitFor(f"node {serial} joined the cluster")
+        refusedAt: List[float] = []
+
+        async def guess() -> None:
+            client = Client("localhost", port, "wrong", ca=[pki.caCert])
+            with pytest.raises(AuthenticationFailed):
+                await client.connect().addTimeout(10, reactor)
+            refusedAt.append(reactor.seconds())
+
+        await gatherResults([ensureDeferred(guess()) for _ in range(4)])
+        refusedAt.sort()
+        gaps = [later - earlier for earlier, later in zip(refusedAt, refusedAt[1:])]
+        # 0.3, 0.6, 1.2 s after each failure (less a little for timers).
+        assert gaps[0] > 0.25 and gaps[1] > 0.5 and gaps[2] > 1.0, gaps
+        process.signal("TERM")
+        await process.ended
+    finally:
+        await nats.stop()
