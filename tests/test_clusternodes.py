@@ -9,10 +9,14 @@ every wait bounded.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import sys
 from pathlib import Path
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Tuple
+
+from twisted.internet.defer import Deferred
 
 import pytest
 
@@ -191,4 +195,59 @@ async def test_guessesSpreadOverWorkersPacedAsOne(pki: PKI, passwordFile: Path,
         process.signal("TERM")
         await process.ended
     finally:
+        await nats.stop()
+
+
+@inReactor
+async def test_workerKilledUnderNATS(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
+    """
+    A worker of C{--workers 2 --nats} killed with SIGKILL: its client
+    reconnects through the shared socket and gets a new id, the old id is
+    reported held by no node, and the restarted worker joins the cluster.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    from .test_workers import untilStarted, workerPids
+
+    nats = await NATSServer().start()
+    client: Optional[Client] = None
+    try:
+        process, port = await startNode(pki, passwordFile, tmp_path, nats, "--workers", "2")
+        for number in (1, 2):
+            await process.waitFor(f"[worker {number}] node ")
+        client = Client("localhost", port, "s3cret", ca=[pki.caCert], reconnectInterval=0.2)
+        await client.connect()
+        oldId = (await client.request({"whoami": True}))["id"]
+        serials = {int(serial): int(number) for number, serial in re.findall(
+            r"\[worker (\d)\] node (\d+) joining the cluster", process.text())}
+        holder = serials[nodeOf(oldId)]
+        back: Deferred[None] = Deferred()
+
+        def authenticated() -> None:
+            if not back.called:
+                back.callback(None)
+
+        client.on("authenticated", authenticated)
+        pids = workerPids(process)
+        os.kill(pids[holder], signal.SIGKILL)
+        await back.addTimeout(10, reactor)
+        newId = (await client.request({"whoami": True}))["id"]
+        assert newId != oldId
+        for _ in range(200):  # bounded: the old node is gone within 3 heartbeats
+            outcome = await publish(nats, "--to", str(oldId), "{}").ended
+            if outcome.code == 3:
+                break
+            await deferLater(reactor, 0.1, lambda: None)
+        assert outcome.code == 3 and f"no node holds client {oldId}" in outcome.err
+        restarted = await untilStarted(process, holder, pids[holder])
+        await process.waitFor(f"[worker {holder}] worker {holder} (pid {restarted}) accepting")
+        joined = re.findall(rf"\[worker {holder}\] node (\d+) joining the cluster",
+                            process.text())
+        assert len(joined) == 2 and joined[0] != joined[1]
+        process.signal("TERM")
+        await process.ended
+    finally:
+        if client is not None:
+            await client.disconnect()
         await nats.stop()
