@@ -251,3 +251,46 @@ async def test_workerKilledUnderNATS(pki: PKI, passwordFile: Path, tmp_path: Pat
         if client is not None:
             await client.disconnect()
         await nats.stop()
+
+
+@inReactor
+async def test_natsRestartedUnderNodes(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
+    """
+    With NATS stopped, each twistd node serves its own clients and reports
+    cross-node requests as C{ClusterUnavailable} at once; started again, the
+    nodes rejoin by themselves and cross-node traffic resumes.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    nats = await NATSServer().start()
+    a, portA = await startNode(pki, passwordFile, tmp_path, nats)
+    b, portB = await startNode(pki, passwordFile, tmp_path, nats)
+    clientA = Client("localhost", portA, "s3cret", ca=[pki.caCert])
+    clientB = Client("localhost", portB, "s3cret", ca=[pki.caCert])
+    clientB.on("request", lambda request, res: res.send({"from": "b"}))
+    try:
+        await a.waitFor("joined the cluster")
+        await clientA.connect()
+        await clientB.connect()
+        idB = (await clientB.request({"whoami": True}))["id"]
+        assert await clientA.request({"ask": idB, "request": {}}) == {"answer": {"from": "b"}}
+        await nats.stop()
+        await a.waitFor("lost NATS")
+        answer = await clientA.request({"ask": idB, "request": {}})
+        assert answer["error"] == "ClusterUnavailable"
+        assert "id" in await clientA.request({"whoami": True})  # local traffic goes on
+        await nats.start()
+        for _ in range(100):  # bounded: the nodes rejoin within seconds
+            answer = await clientA.request({"ask": idB, "request": {}})
+            if answer == {"answer": {"from": "b"}}:
+                break
+            await deferLater(reactor, 0.1, lambda: None)
+        assert answer == {"answer": {"from": "b"}}
+    finally:
+        await clientA.disconnect()
+        await clientB.disconnect()
+        for process in (a, b):
+            process.signal("TERM")
+            await process.ended
+        await nats.stop()
