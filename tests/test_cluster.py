@@ -263,3 +263,37 @@ async def test_natsServersJoinedByRoutes(pki: PKI) -> None:
         await b.close()
         await first.stop()
         await second.stop()
+
+
+@inReactor
+async def test_tlsToNATS(pki: PKI) -> None:
+    """
+    A NATS server that requires TLS is reached over C{tls://} with the CA
+    from C{natsOptions(ca=...)}, and the cluster works through it.
+    """
+    from txtlsjson.cluster import natsOptions
+
+    nats = NATSServer(extra=["--tls", "--tlscert", str(pki.serverCert),
+                             "--tlskey", str(pki.serverKey)])
+    await nats.start()
+    url = f"tls://localhost:{nats.port}"
+    servers = [Server("s3cret", certificate=pki.serverCert, privateKey=pki.serverKey,
+                      cluster=Cluster([url], heartbeatInterval=BEAT,
+                                      options=natsOptions(ca=str(pki.caCert))))
+               for _ in range(2)]
+    try:
+        for server in servers:
+            await server.listen(0, "127.0.0.1")
+            assert server.cluster is not None
+            await server.cluster.whenConnected().addTimeout(WAIT, reactor)
+        a, b = servers
+        await until(lambda: b.cluster is not None and a.cluster is not None
+                    and b.cluster.serial in a.cluster.nodes, "the nodes see each other")
+        clientB, messagesB, idB = await clientOf(b, pki)
+        a.send(idB, {"over": "tls"})
+        await until(lambda: messagesB == [{"over": "tls"}], "the message crossed")
+        await clientB.disconnect()
+    finally:
+        for server in servers:
+            await server.close()
+        await nats.stop()
