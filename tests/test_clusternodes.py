@@ -16,12 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
+import pytest
 from twisted.internet.defer import Deferred
 
-import pytest
-
 from txtlsjson import Client
-from txtlsjson.cluster import nodeOf
+from txtlsjson.clusterwire import nodeOf
 
 from .conftest import PKI
 from .inreactor import inReactor

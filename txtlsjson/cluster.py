@@ -32,24 +32,25 @@ L{ClusterUnavailable} at once while NATS is unreachable -- never silently.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Dict, Optional, Sequence
 
-from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txtlsjson.codec import decodeLine, encodeMessageLine, encodeValue
+from txtlsjson.codec import decodeLine, encodeMessageLine
 from txtlsjson.errors import (
     ClusterUnavailable,
-    TooManyAttempts,
     ConnectionLost,
     InvalidOutgoingMessage,
     NotConnected,
     RequestTimeout,
     TLSJSONError,
 )
-from txtlsjson.natsthread import MessageHandler, NATSConnection
+from txtlsjson.clusterwire import LOCAL_BITS, answerValue, eachLine, encode, nodeOf
+from txtlsjson.natsthread import NATSConnection
+from txtlsjson.nodeservice import NodeService
 from txtlsjson.observers import Observers
 from txtlsjson.requests import PendingRequests
 from txtlsjson.wire import JSONObject
@@ -57,25 +58,6 @@ from txtlsjson.wire import JSONObject
 if TYPE_CHECKING:
     from txtlsjson.pacing import ClusterPacer
     from txtlsjson.server import Server
-
-#: Bits of a connection id that number a node's connections.
-LOCAL_BITS = 24
-
-#: The errors a node's answer may name, rebuilt on the asking node.
-_ERRORS: Dict[str, Callable[[str], TLSJSONError]] = {
-    cls.__name__: cls for cls in (NotConnected, RequestTimeout, ConnectionLost,
-                                  InvalidOutgoingMessage, ClusterUnavailable, TooManyAttempts)}
-
-
-def nodeOf(connectionId: int) -> int:
-    """
-    The serial of the node holding C{connectionId}.
-    """
-    return connectionId >> LOCAL_BITS
-
-
-def _encode(obj: JSONObject) -> bytes:
-    return encodeValue(obj)
 
 
 class Cluster:
@@ -116,6 +98,7 @@ class Cluster:
         self._nats = connection or NATSConnection(reactor, servers, options=options,
                                                   reconnectWait=min(1.0, heartbeatInterval))
         self._server: Optional["Server"] = None
+        self._service: Optional[NodeService] = None
         self._counter = 0
         self.nodes: Dict[int, int] = {}
         self._lastHeard: Dict[int, float] = {}
@@ -140,6 +123,7 @@ class Cluster:
         Serve C{server}'s connections to the cluster (L{start} joins it).
         """
         self._server = server
+        self._service = NodeService(self, server)
         # A question to another node waits as long as a request to a
         # client, and a little more: the client's own timeout is what the
         # asker should see.
@@ -201,21 +185,23 @@ class Cluster:
         if self._nats.connected and self._server is not None:
             try:
                 self._nats.publish(f"{self.prefix}.heartbeat",
-                                   _encode({"node": self.serial, "gone": True}))
+                                   encode({"node": self.serial, "gone": True}))
             except ClusterUnavailable:
                 pass
         return self._nats.stop()
 
     def _connected(self) -> None:
-        if self._subscribed:
+        service = self._service
+        if self._subscribed or service is None:
             return
         self._subscribed = True
         subscriptions = [
-            self._nats.subscribe(f"{self.prefix}.node.{self.serial}", _eachLine(self._onNodeRequest)),
-            self._nats.subscribe(f"{self.prefix}.broadcast", _eachLine(self._onBroadcast)),
-            self._nats.subscribe(f"{self.prefix}.room", _eachLine(self._onRoom)),
-            self._nats.subscribe(f"{self.prefix}.heartbeat", _eachLine(self._onHeartbeat)),
-            self._nats.subscribe(f"{self.prefix}.reply.{self.serial}", _eachLine(self._onReply)),
+            self._nats.subscribe(f"{self.prefix}.node.{self.serial}",
+                                 eachLine(service.onNodeRequest)),
+            self._nats.subscribe(f"{self.prefix}.broadcast", eachLine(service.onBroadcast)),
+            self._nats.subscribe(f"{self.prefix}.room", eachLine(service.onRoom)),
+            self._nats.subscribe(f"{self.prefix}.heartbeat", eachLine(self._onHeartbeat)),
+            self._nats.subscribe(f"{self.prefix}.reply.{self.serial}", eachLine(self._onReply)),
         ]
         def ready(_: object) -> None:
             self._ready = True
@@ -294,16 +280,16 @@ class Cluster:
         if untimed:
             operation["q"] = "untimed"
         try:
-            self._nats.publish(f"{self.prefix}.node.{node}", _encode(operation))
+            self._nats.publish(f"{self.prefix}.node.{node}", encode(operation))
         except (InvalidOutgoingMessage, ClusterUnavailable):
             return fail()
-        return table.issue().addCallback(_answerValue)
+        return table.issue().addCallback(answerValue)
 
     def _askThroughNATS(self, node: int, connectionId: int, operation: JSONObject,
                         timeout: float) -> "Deferred[Any]":
         operation["id"] = connectionId
         try:
-            data = _encode(operation)
+            data = encode(operation)
         except InvalidOutgoingMessage:
             return fail()
 
@@ -319,7 +305,7 @@ class Cluster:
                 f"cannot reach connection {connectionId}: {failure.getErrorMessage()}")
 
         d = self._nats.request(f"{self.prefix}.node.{node}", data, timeout)
-        return d.addCallbacks(lambda reply: _answerValue(decodeLine(reply)), failed)
+        return d.addCallbacks(lambda reply: answerValue(decodeLine(reply)), failed)
 
     def send(self, connectionId: int, message: JSONObject) -> None:
         """
@@ -397,7 +383,7 @@ class Cluster:
 
         @raise ClusterUnavailable: if NATS is not connected.
         """
-        self._nats.publish(f"{self.prefix}.broadcast", _encode(
+        self._nats.publish(f"{self.prefix}.broadcast", encode(
             {"origin": self.serial, "message": message, "exclude": list(exclude)}))
 
     def sendToRoom(self, room: str, message: JSONObject, exclude: Collection[int]) -> None:
@@ -406,7 +392,7 @@ class Cluster:
 
         @raise ClusterUnavailable: if NATS is not connected.
         """
-        self._nats.publish(f"{self.prefix}.room", _encode(
+        self._nats.publish(f"{self.prefix}.room", encode(
             {"origin": self.serial, "room": room, "message": message,
              "exclude": list(exclude)}))
 
@@ -419,10 +405,13 @@ class Cluster:
 
     # -- from other nodes --------------------------------------------------------
 
-    def _reply(self, subject: str, answer: JSONObject) -> None:
+    def reply(self, subject: str, answer: JSONObject) -> None:
+        """
+        Publish an answer on C{subject}; lost if NATS is not connected.
+        """
         if subject:
             try:
-                self._nats.publish(subject, _encode(answer))
+                self._nats.publish(subject, encode(answer))
             except ClusterUnavailable:
                 pass
 
@@ -439,90 +428,15 @@ class Cluster:
         if table is None or not table.resolve(rid, answer):
             self.log.debug("a late answer from node {node}", node=answer.get("node"))
 
-    def _onNodeRequest(self, subject: str, data: bytes, reply: str) -> None:
-        server = self._server
-        assert server is not None
-        if data[:2] == b"S ":
-            self._forward(server, data)
-            return
-        try:
-            operation = decodeLine(data)
-            op = operation["op"]
-            connectionId = operation.get("id", -1)
-        except Exception:
-            self.log.warn("a malformed cluster request on {subject}; ignored", subject=subject)
-            return
-        result: Deferred[Any]
-        if op == "has":
-            result = succeed(server.isConnected(connectionId))
-        elif op == "request":
-            result = server._requestLocal(connectionId, operation["request"])
-        elif op == "send":
-            result = maybeDeferred(server._sendLocal, connectionId, operation["message"])
-        elif op == "join":
-            result = server.join(connectionId, operation["room"])
-        elif op == "leave":
-            result = server.leave(connectionId, operation["room"])
-        elif op == "attempt" and self.pacer is not None:
-            result = self.pacer.ownAttempt(operation["key"], operation["reply"], operation["rid"])
-        elif op in ("withdraw", "finished") and self.pacer is not None:
-            self.pacer.settle(operation)
-            return
-        else:
-            result = fail(TLSJSONError(f"unknown cluster operation {op!r}"))
-        # Where the answer goes: the NATS reply inbox of a publisher's
-        # request, or the asking node's reply subject with its question's
-        # number.
-        asker = operation.get("reply")
-        rid = operation.get("rid")
-        if not reply and type(asker) is int and rid is not None:
-            reply = f"{self.prefix}.reply.{asker}"
-        tag = {"rid": rid, "node": self.serial, "q": operation.get("q")}
-        result.addCallbacks(lambda value: self._reply(reply, {"ok": value, **tag}),
-                            lambda failure: self._reply(reply, {**_errorAnswer(failure), **tag}))
-
     def publishTo(self, node: int, operation: JSONObject) -> None:
         """
         Send C{operation} to C{node}, expecting no answer; lost if NATS is
         not connected.
         """
         try:
-            self._nats.publish(f"{self.prefix}.node.{node}", _encode(operation))
+            self._nats.publish(f"{self.prefix}.node.{node}", encode(operation))
         except ClusterUnavailable:
             pass
-
-    def _forward(self, server: "Server", data: bytes) -> None:
-        """
-        Write another node's message to a client of this node: C{data} is
-        C{"S <id> <asker> <line>"} (see L{send}); if the client is gone,
-        tell the asker.
-        """
-        try:
-            _, connectionId, asker, line = data.split(b" ", 3)
-            target = int(connectionId)
-        except ValueError:
-            self.log.warn("a malformed cluster message; ignored")
-            return
-        if not server._writeLocal(target, line + b"\n"):
-            self._reply(f"{self.prefix}.reply.{int(asker)}",
-                        {"undeliverable": target,
-                         "message": f"connection {target} is not connected"})
-
-    def _onBroadcast(self, subject: str, data: bytes, reply: str) -> None:
-        server = self._server
-        if server is None:
-            return
-        payload = decodeLine(data)
-        if payload.get("origin") != self.serial:
-            server._fanOutLocal(None, payload["message"], payload.get("exclude", ()))
-
-    def _onRoom(self, subject: str, data: bytes, reply: str) -> None:
-        server = self._server
-        if server is None:
-            return
-        payload = decodeLine(data)
-        if payload.get("origin") != self.serial:
-            server._fanOutLocal(payload["room"], payload["message"], payload.get("exclude", ()))
 
     # -- heartbeats ------------------------------------------------------------------
 
@@ -535,7 +449,7 @@ class Cluster:
         server = self._server
         if server is not None and self._nats.connected and self._subscribed:
             try:
-                self._nats.publish(f"{self.prefix}.heartbeat", _encode(
+                self._nats.publish(f"{self.prefix}.heartbeat", encode(
                     {"node": self.serial, "clients": server.clientCount}))
             except ClusterUnavailable:
                 pass
@@ -572,40 +486,6 @@ class Cluster:
                 table.failAll(error)
         if self.pacer is not None:
             self.pacer.nodeGone(None)
-
-
-def _eachLine(handler: MessageHandler) -> MessageHandler:
-    """
-    C{handler}, called for each message of one NATS message: whole lines,
-    joined when several went to one subject at once (see
-    L{NATSConnection.publish}).
-    """
-    def each(subject: str, data: bytes, reply: str) -> None:
-        for line in data.split(b"\n"):
-            if line:
-                handler(subject, line, reply)
-
-    return each
-
-
-def _answerValue(answer: JSONObject) -> Any:
-    """
-    An answer's value, or its error raised again here.
-    """
-    if "error" in answer:
-        raise _ERRORS.get(answer["error"], TLSJSONError)(answer.get("message", ""))
-    return answer.get("ok")
-
-
-def _errorAnswer(failure: Failure) -> JSONObject:
-    error = failure.value
-    name = type(error).__name__
-    if name not in _ERRORS:
-        for known, cls in _ERRORS.items():
-            if isinstance(error, cls):  # type: ignore[arg-type]
-                name = known
-                break
-    return {"error": name, "message": str(error)}
 
 
 def natsOptions(credentialsFile: Optional[str] = None, ca: Optional[str] = None,
