@@ -60,7 +60,10 @@ class SessionLineReceiver(LineReceiver):
     setting -- and L{lineLengthExceeded} is called past it; L{sendLine}
     writes a raw line.  The buffering is not C{LineReceiver}'s (which
     re-searches its whole buffer on every chunk): its cost is linear in the
-    bytes received.  Raw mode is not supported.
+    bytes received.  Raw mode is not supported, and C{pauseProducing}
+    stops reading from the transport without holding back the lines of a
+    chunk already received (the session holds lines itself while it waits
+    on a password check).
 
     @ivar session: the connection's L{Session}; L{None} until connected.
     @ivar writeLine: writes one encoded message, its newline included:
