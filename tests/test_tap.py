@@ -329,3 +329,37 @@ def test_echoHandler() -> None:
     The built-in handler answers a request with its own payload.
     """
     assert EchoHandler().request(3, {"a": [1]}) == {"a": [1]}
+
+
+def test_echoHandlerDoesNotFloodTheLog() -> None:
+    """
+    The built-in handler logs the first messages, then a count of the
+    others every interval; its timer runs only while messages come.
+    """
+    from twisted.internet.task import Clock
+    from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
+    from zope.interface import provider
+
+    clock = Clock()
+    handler = EchoHandler(clock, logFirst=3, interval=10)
+    lines: List[str] = []
+
+    @provider(ILogObserver)
+    def observe(event: LogEvent) -> None:
+        lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        for n in range(8):
+            handler.message(1, {"n": n})
+        clock.advance(10)
+        handler.message(1, {"n": 8})
+        clock.advance(10)
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert lines[:3] == [f"message from client 1: {{'n': {n}}}" for n in range(3)]
+    assert lines[3:] == [
+        "further messages are counted, not logged: a count every 10 seconds",
+        "5 more messages in the last 10 seconds",
+        "1 more messages in the last 10 seconds"]
+    assert clock.getDelayedCalls() == []

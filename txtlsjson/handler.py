@@ -34,19 +34,55 @@ HANDLER_METHODS = ("authenticated", "message", "request", "close", "timeout")
 
 class EchoHandler:
     """
-    The built-in handler: logs each message and answers each request with
-    its own payload, so that clients can be tried against the server at
-    once.
+    The built-in handler: answers each request with its own payload, so
+    that clients can be tried against the server at once, and logs the
+    first messages -- then only how many came, every C{interval} seconds,
+    so that a client sending thousands does not flood the log (nor slow
+    the server down writing it).
     """
 
     log = Logger()
 
+    def __init__(self, reactor: Any = None, logFirst: int = 10, interval: float = 10.0) -> None:
+        """
+        @param reactor: runs the counting timer; the global reactor by
+            default.
+        @param logFirst: how many messages are logged one by one.
+        @param interval: seconds between counts of the messages not logged.
+        """
+        if reactor is None:
+            from twisted.internet import reactor as globalReactor
+
+            reactor = globalReactor
+        self._reactor = reactor
+        self._logFirst = logFirst
+        self._interval = interval
+        self._logged = 0
+        self._unlogged = 0
+        self._report: Any = None
+
     def message(self, connectionId: int, message: JSONObject) -> None:
         """
-        Log the message.
+        Log the message, or count it.
         """
-        self.log.info("message from client {connectionId}: {message!r}",
-                      connectionId=connectionId, message=message)
+        if self._logged < self._logFirst:
+            self._logged += 1
+            self.log.info("message from client {connectionId}: {message!r}",
+                          connectionId=connectionId, message=message)
+            if self._logged == self._logFirst:
+                self.log.info("further messages are counted, not logged: a count every "
+                              "{interval} seconds", interval=self._interval)
+            return
+        self._unlogged += 1
+        if self._report is None:
+            self._report = self._reactor.callLater(self._interval, self._count)
+
+    def _count(self) -> None:
+        # The timer runs only while messages come: the next one starts it.
+        self._report = None
+        count, self._unlogged = self._unlogged, 0
+        self.log.info("{count} more messages in the last {interval} seconds",
+                      count=count, interval=self._interval)
 
     def request(self, connectionId: int, request: JSONObject) -> JSONObject:
         """

@@ -70,7 +70,8 @@ class Options(usage.Options):
         "Run a tls-json server: JSON messages both ways over TLS after a password "
         "exchange, compatible with the Node.js package tls-json. The password is read "
         "from --password-file or the TLSJSON_PASSWORD environment variable. Without "
-        "--handler, messages are logged and requests answered with their own payload.")
+        "--handler, requests are answered with their own payload and the first messages "
+        "logged, then counted.")
 
     optFlags = [
         ["dev", None,
@@ -292,7 +293,7 @@ def buildServer(options: Options, password: str, tlsOptions: Any = None) -> "Ser
         except HandlerError as e:
             raise _fail(str(e)) from None
     else:
-        handler = EchoHandler()
+        handler = EchoHandler(server.factory.clock)
     attachHandler(server, handler)
     logServerEvents(server)
     if options["dev"]:
