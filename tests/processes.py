@@ -124,11 +124,11 @@ def spawn(argv: Sequence[str], stdin: Optional[bytes] = None,
 
 
 def tlsjson(*args: str, stdin: Optional[bytes] = None,
-            env: Optional[Dict[str, str]] = None) -> RunningProcess:
+            env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None) -> RunningProcess:
     """
     Start the C{tlsjson} command (as C{python -m txtlsjson}).
     """
-    return spawn([sys.executable, "-m", "txtlsjson", *args], stdin=stdin, env=env)
+    return spawn([sys.executable, "-m", "txtlsjson", *args], stdin=stdin, env=env, cwd=cwd)
 
 
 def twistd(*args: str, env: Optional[Dict[str, str]] = None,

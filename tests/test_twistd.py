@@ -235,3 +235,32 @@ async def test_pluginCheapToImport() -> None:
                            "import sys, twisted.plugins.txtlsjson_plugin as p; "
                            "print(p.tlsjson.tapname, 'txtlsjson' in sys.modules)"]).ended
     assert outcome.out.split() == ["tlsjson", "False"], outcome
+
+
+@inReactor
+async def test_devAnywhere(tmp_path: Path) -> None:
+    """
+    Outside a checkout, C{twistd tlsjson --dev} makes a throwaway
+    certificate and password in a per-user directory (saying where), and
+    C{tlsjson request --dev} finds the same ones.
+    """
+    from .processes import tlsjson
+
+    env = {"XDG_DATA_HOME": str(tmp_path / "data")}
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    process = twistd("-n", "--pidfile=", "--logfile=-", "tlsjson", "--dev", "--port", "0",
+                     cwd=work, env=env)
+    try:
+        await process.waitFor("tls-json server listening on")
+        port = re.search(r"host='127.0.0.1', port=(\d+)", process.text()).group(1)  # type: ignore[union-attr]
+        made = tmp_path / "data" / "txtlsjson" / "dev"
+        assert f"password in {made / 'dev-password'} (made now)" in process.text()
+        assert (made / "dev-password").stat().st_mode & 0o777 == 0o600
+        outcome = await tlsjson("request", "--dev", "--port", port, '{"dev": "anywhere"}',
+                                env=env, cwd=work).ended
+        assert outcome.code == 0, outcome
+        assert outcome.out.strip() == '{"dev": "anywhere"}'
+    finally:
+        process.signal("TERM")
+        await process.ended

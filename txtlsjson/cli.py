@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any, Callable, List, NoReturn, Optional, Sequence, TextIO
 
@@ -77,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--client-key", metavar="PEM", help="its key (default: in --client-cert)")
         sub.add_argument("--password-file", metavar="FILE",
                          help="file holding the password (default: $TLSJSON_PASSWORD)")
+        sub.add_argument("--dev", action="store_true",
+                         help="trust twistd tlsjson --dev's certificate and use its "
+                              "password (a checkout's certs/, or the per-user ones)")
         sub.add_argument("--timeout", type=_argument(POSITIVE_SECONDS),
                          default=ClientSettings().requestTimeout, metavar="SECONDS",
                          help="connect and request timeout (default: 10)")
@@ -260,6 +264,16 @@ async def _run(reactor: Any, args: argparse.Namespace, stdin: TextIO, out: TextI
     from txtlsjson.password import loadPassword
     from txtlsjson.tls import clientTLSOptions
 
+    if args.dev:
+        from txtlsjson.dev import devFiles
+
+        try:
+            files = devFiles()
+        except OSError as e:
+            raise CommandError(f"--dev cannot make its files: {e}", EXIT_ERROR) from None
+        args.ca = args.ca or [str(files.certificate)]
+        if args.password_file is None and not os.environ.get("TLSJSON_PASSWORD"):
+            args.password_file = str(files.passwordFile)
     try:
         password = loadPassword(args.password_file)
     except PasswordError as e:

@@ -15,22 +15,19 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
 from twisted.application.service import IService
 from twisted.python import usage
 
+from txtlsjson.dev import DevFiles, devFiles
 from txtlsjson.errors import InvalidSetting
 from txtlsjson.settings import LISTEN_PORT, WORKERS, Kind, ServerSettings
 
 if TYPE_CHECKING:
     from txtlsjson.server import Server
 
-#: What C{--dev} uses, relative to the current directory (a checkout).
-DEV_CERTIFICATE = Path("certs") / "localhost.crt"
-DEV_KEY = Path("certs") / "localhost.key"
-DEV_PASSWORD_FILE = Path("certs") / "dev-password"
+#: Where C{--dev} listens (its files: L{txtlsjson.dev}).
 DEV_PORT = 8888
 DEV_INTERFACE = "127.0.0.1"
 
@@ -75,9 +72,10 @@ class Options(usage.Options):
 
     optFlags = [
         ["dev", None,
-         f"Development defaults, from a checkout: {DEV_CERTIFICATE}, {DEV_KEY}, "
-         f"{DEV_PASSWORD_FILE}, listening on {DEV_INTERFACE}:{DEV_PORT}. "
-         "Their key and password are public: never use them in production."],
+         "Development defaults: a checkout's certs/ files, or elsewhere a throwaway "
+         "certificate and password made on first use in ~/.local/share/txtlsjson/dev; "
+         f"listening on {DEV_INTERFACE}:{DEV_PORT}. "
+         "Never use them in production."],
     ]
     optParameters: List[List[Any]] = [
         ["port", "p", None, "TCP port to listen on with TLS (with --cert and --key; "
@@ -148,14 +146,19 @@ class Options(usage.Options):
         """
         Fill in --dev defaults and check that the options fit together.
         """
+        self.devFiles = None
         if self["dev"]:
+            try:
+                files = self.devFiles = devFiles()
+            except OSError as e:
+                raise usage.UsageError(f"--dev cannot make its files: {e}") from None
             if not self["listen"] and self["port"] is None:
                 self["port"] = DEV_PORT
             if self["port"] is not None:
                 self["interface"] = self["interface"] or DEV_INTERFACE
-                self["cert"] = self["cert"] or str(DEV_CERTIFICATE)
-                self["key"] = self["key"] or str(DEV_KEY)
-            self["password-file"] = self["password-file"] or str(DEV_PASSWORD_FILE)
+                self["cert"] = self["cert"] or str(files.certificate)
+                self["key"] = self["key"] or str(files.key)
+            self["password-file"] = self["password-file"] or str(files.passwordFile)
         if self["port"] is None and not self["listen"]:
             raise usage.UsageError(
                 "nowhere to listen: give --port PORT with --cert and --key, "
@@ -296,8 +299,11 @@ def buildServer(options: Options, password: str, tlsOptions: Any = None) -> "Ser
         handler = EchoHandler(server.factory.clock)
     attachHandler(server, handler)
     logServerEvents(server)
-    if options["dev"]:
-        server.log.warn("--dev: the key in {key} and the password in {passwordFile} are "
-                        "public; never use them in production",
-                        key=options["key"], passwordFile=options["password-file"])
+    files: Optional[DevFiles] = getattr(options, "devFiles", None)
+    if files is not None:
+        server.log.warn("--dev: certificate {certificate}, key {key}, password in "
+                        "{passwordFile}{made}: for trying out; never use them in production",
+                        certificate=files.certificate, key=files.key,
+                        passwordFile=files.passwordFile,
+                        made=" (made now)" if files.made else "")
     return server
