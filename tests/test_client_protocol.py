@@ -438,3 +438,28 @@ def test_connectFiresAfterAuthenticatedHandlers() -> None:
     t.client.whenAuthenticated().addCallback(lambda _: order.append("waited"))
     t.connector.succeed()
     assert order == ["handler", "connected", "waited"]
+
+
+def test_backoffWithJitter() -> None:
+    """
+    With a reconnectFactor, each attempt waits longer, up to
+    reconnectMaxDelay; with a reconnectJitter the waits vary; the default
+    is tls-json's constant interval.
+    """
+    t = Timeline(reconnectInterval=1, reconnectFactor=2, reconnectMaxDelay=5)
+    t.client.connect()
+    waits: List[float] = []
+    for _ in range(5):
+        t.connector.fail()
+        [call] = t.reactor.getDelayedCalls()
+        waits.append(call.getTime() - t.reactor.seconds())
+        t.reactor.advance(waits[-1])
+    assert waits == [1, 2, 4, 5, 5]
+    assert t.client.factory.factor == 2
+    constant = TLSJSONClientFactory("pw", reactor=Clock(), reconnectInterval=3)
+    assert (constant.factor, constant.jitter, constant.maxDelay) == (1, 0, 3)
+    jittery = Timeline(reconnectInterval=10, reconnectFactor=1.5, reconnectJitter=0.2)
+    jittery.client.connect()
+    jittery.connector.fail()
+    [call] = jittery.reactor.getDelayedCalls()
+    assert call.getTime() != 10  # varied (a normal draw equal to the mean has probability 0)

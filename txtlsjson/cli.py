@@ -22,7 +22,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Callable, List, NoReturn, Optional, Sequence, TextIO
 
 from txtlsjson.errors import CommandError, InvalidSetting
-from txtlsjson.settings import POSITIVE_SECONDS, PORT, SECONDS, ClientSettings, Kind
+from txtlsjson.settings import FACTOR, FRACTION, POSITIVE_SECONDS, PORT, SECONDS, ClientSettings, Kind
 
 if TYPE_CHECKING:
     from txtlsjson.client import Client
@@ -102,6 +102,14 @@ def _parser() -> argparse.ArgumentParser:
     listen.add_argument("--reconnect-interval", type=_argument(SECONDS),
                         default=2.0, metavar="SECONDS",
                         help="seconds between reconnection attempts (default: 2)")
+    listen.add_argument("--reconnect-factor", type=_argument(FACTOR), default=1.0,
+                        metavar="N", help="each further attempt waits N times longer "
+                                          "(default: 1, a constant interval)")
+    listen.add_argument("--reconnect-jitter", type=_argument(FRACTION), default=0.0,
+                        metavar="F", help="vary each wait at random by this fraction "
+                                          "(default: 0)")
+    listen.add_argument("--reconnect-max-delay", type=_argument(SECONDS), default=30.0,
+                        metavar="SECONDS", help="the longest wait once it grows (default: 30)")
 
     publish = commands.add_parser(
         "publish", help="send a message to clients of a cluster (twistd tlsjson --nats) "
@@ -286,6 +294,10 @@ async def _run(reactor: Any, args: argparse.Namespace, stdin: TextIO, out: TextI
     client = Client(args.host, args.port, password, tlsOptions=tlsOptions,
                     requestTimeout=args.timeout, connectTimeout=args.timeout,
                     reconnectInterval=args.reconnect_interval if args.command == "listen" else 0,
+                    **({"reconnectFactor": args.reconnect_factor,
+                        "reconnectJitter": args.reconnect_jitter,
+                        "reconnectMaxDelay": args.reconnect_max_delay}
+                       if args.command == "listen" else {}),
                     reactor=reactor)
     errors: List[BaseException] = []
     client.on("error", errors.append)

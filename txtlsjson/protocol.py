@@ -315,7 +315,8 @@ class TLSJSONServerFactory(ServerFactory):
 
 class TLSJSONClientFactory(ReconnectingClientFactory):
     """
-    Builds L{TLSJSONClientProtocol}s, and reconnects at a constant interval.
+    Builds L{TLSJSONClientProtocol}s, and reconnects: at a constant
+    interval, or backing off with jitter (see L{ClientSettings}).
 
     Use it with C{reactor.connectSSL(host, port, factory, tlsOptions)}
     (C{ReconnectingClientFactory} needs a connector; endpoints do not give
@@ -330,8 +331,6 @@ class TLSJSONClientFactory(ReconnectingClientFactory):
     """
 
     protocol = TLSJSONClientProtocol  # type: ignore[assignment]  # as the server's
-    factor = 1.0
-    jitter = 0.0
     noisy = False
 
     def __init__(self, password: str, settings: Optional[ClientSettings] = None, *,
@@ -349,8 +348,15 @@ class TLSJSONClientFactory(ReconnectingClientFactory):
         self.settings = ClientSettings.fromOverrides(settings, overrides)
         self.reconnectInterval = self.settings.reconnectInterval
         self.initialDelay = self.delay = self.reconnectInterval
+        # ReconnectingClientFactory's own backoff: a constant interval by
+        # default (tls-json's), or growing by reconnectFactor up to
+        # reconnectMaxDelay, varied by reconnectJitter.
+        self.factor = self.settings.reconnectFactor
+        self.jitter = self.settings.reconnectJitter
         # Twisted's maxDelay is an int (3600) that takes a float as well.
-        self.maxDelay = self.reconnectInterval  # type: ignore[assignment]
+        maxDelay = (max(self.reconnectInterval, self.settings.reconnectMaxDelay)
+                    if self.factor > 1 else self.reconnectInterval)
+        self.maxDelay = maxDelay  # type: ignore[assignment]
         self.continueTrying = self.reconnectInterval > 0
         self.clock = _defaultReactor(reactor)
         self.client: Optional[TLSJSONClientProtocol] = None

@@ -92,6 +92,11 @@ POSITIVE_BYTES = Kind("bytes", "a number of bytes >= 1", lambda v: _isInteger(v)
 #: A port to listen on: C{0} picks a free one.
 LISTEN_PORT = Kind("port", "a port number from 0 to 65535 (0 picks a free one)",
                    lambda v: _isInteger(v) and 0 <= v <= 65535, int)
+#: A factor by which a delay grows.
+FACTOR = Kind("factor", "a number >= 1", lambda v: _isNumber(v) and 1 <= v < math.inf, float)
+#: A fraction, from 0 to 1.
+FRACTION = Kind("fraction", "a number from 0 to 1", lambda v: _isNumber(v) and 0 <= v <= 1,
+                float)
 #: How many worker processes serve a port.
 WORKERS = Kind("processes", "a number of worker processes >= 1",
                lambda v: _isInteger(v) and v >= 1, int)
@@ -213,6 +218,16 @@ class ClientSettings(ConnectionSettings):
     reconnectInterval: float = _setting(
         0.0, SECONDS, "seconds between a lost or failed connection and the next "
         "attempt (0: never reconnect)", "reconnect-interval")
+    reconnectFactor: float = _setting(
+        1.0, FACTOR, "how much longer each further reconnection attempt waits "
+        "(1: always reconnectInterval, as tls-json; 2: doubling)", "reconnect-factor")
+    reconnectJitter: float = _setting(
+        0.0, FRACTION, "how much each wait varies at random, as a fraction of it "
+        "(0: not at all), so that a fleet does not reconnect in one instant",
+        "reconnect-jitter")
+    reconnectMaxDelay: float = _setting(
+        30.0, SECONDS, "the longest wait between attempts once it grows (with a "
+        "reconnectFactor above 1)", "reconnect-max-delay")
     idleTimeout: float = _setting(
         30.0, SECONDS, "seconds of silence from the server (no message, no ping) after "
         "which it is taken for dead; keep it above the server's keepalive interval "
