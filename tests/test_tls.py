@@ -176,3 +176,24 @@ def test_configurationErrors(pki: PKI, tmp_path: Any) -> None:
         serverTLSOptions(pki.serverCert, pki.clientKey)
     with pytest.raises(TLSConfigurationError, match="cannot read certificate file"):
         clientTLSOptions("localhost", [tmp_path / "nope.crt"])
+
+
+def test_failuresExplained(pki: PKI) -> None:
+    """
+    A refused handshake is explained in L{ConnectionFailed}'s message, with
+    what to do: an untrusted server certificate (give its CA), and a client
+    certificate the server refused or wanted.
+    """
+    from txtlsjson.errors import ConnectionFailed
+
+    _, _, lost = handshake(serverTLSOptions(pki.serverCert, pki.serverKey),
+                           clientTLSOptions("localhost", [pki.otherCACert]))
+    message = str(ConnectionFailed(lost[0]))
+    assert "not trusted" in message and "--ca" in message, message
+    serverTLS = serverTLSOptions(pki.serverCert, pki.serverKey, clientCA=[pki.caCert])
+    for clientTLS in (clientTLSOptions("localhost", [pki.caCert]),
+                      clientTLSOptions("localhost", [pki.caCert], pki.strangerCert,
+                                       pki.strangerKey)):
+        _, _, lost = handshake(serverTLS, clientTLS)
+        message = str(ConnectionFailed(lost[0]))
+        assert "client certificate" in message and "--client-cert" in message, message

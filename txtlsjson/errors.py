@@ -170,8 +170,36 @@ class ConnectionFailed(TLSJSONError):
     """
 
     def __init__(self, reason: "Failure") -> None:
-        super().__init__(reason.getErrorMessage())
+        message = reason.getErrorMessage()
+        advice = _tlsAdvice(message)
+        super().__init__(f"{advice} ({message})" if advice else message)
         self.reason = reason
+
+
+#: What OpenSSL's words for a refused handshake mean, and what to do.
+_TLS_ADVICE = [
+    (("certificate verify failed",),
+     "the server's certificate is not trusted: give the CA that issued it "
+     "(ca=[...], --ca FILE), or for a self-signed server its certificate"),
+    (("certificate required", "bad certificate", "unknown ca", "certificate unknown"),
+     "the server refused the client certificate, or wanted one: give one its "
+     "CA trusts (clientCertificate=..., --client-cert FILE)"),
+    (("unsupported protocol", "wrong version number", "no protocols available",
+      "protocol version"),
+     "no TLS version in common: both sides need TLS 1.2 or newer"),
+]
+
+
+def _tlsAdvice(message: str) -> str:
+    """
+    What a TLS failure's message means, in words a user can act on; empty
+    when it is not one of those.
+    """
+    lowered = message.lower()
+    for words, advice in _TLS_ADVICE:
+        if any(word in lowered for word in words):
+            return advice
+    return ""
 
 
 class AlreadyAnswered(TLSJSONError):
