@@ -7,9 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Iterator
+
 import pytest
 
 from txtlsjson.certs import certificatePEM, makeCertificate, writeKeyPair
+
+from .processes import killLeftovers
 
 # trial's asynchronous TestCase runs under trial, not under pytest-twisted
 # (pytest cannot drive its Deferred-returning setUp); the README's test
@@ -66,3 +70,13 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
         otherCACert=d / "otherca.crt",
         strangerKey=issued["stranger"][0], strangerCert=issued["stranger"][1],
     )
+
+
+@pytest.fixture(autouse=True)
+def noProcessLeftBehind() -> Iterator[None]:
+    """
+    After each test, kill what it started and left running (a test that
+    fails half-way would otherwise leave its servers behind).
+    """
+    yield
+    killLeftovers()

@@ -87,6 +87,8 @@ class RunningProcess(ProcessProtocol):
                     waiter[1].callback(None)
 
     def processEnded(self, reason: Failure) -> None:
+        if self in _running:
+            _running.remove(self)
         if self._killer.active():
             self._killer.cancel()
         for _, d in self._waiters:
@@ -120,7 +122,27 @@ def spawn(argv: Sequence[str], stdin: Optional[bytes] = None,
     process = RunningProcess(stdin=stdin, limit=limit)
     reactor.spawnProcess(
         process, argv[0], list(argv), env=environment, path=str(cwd or REPOSITORY))
+    _running.append(process)
     return process
+
+
+#: The processes started and not ended yet.
+_running: List[RunningProcess] = []
+
+
+def killLeftovers() -> List[str]:
+    """
+    Kill (SIGKILL) every process a test started and left running -- a test
+    that failed half-way must not leave a server behind.
+
+    @return: what was killed, for the record.
+    """
+    killed = []
+    for process in list(_running):
+        if not process.ended.called:
+            process.signal("KILL")
+            killed.append(repr(process.transport))
+    return killed
 
 
 def tlsjson(*args: str, stdin: Optional[bytes] = None,
