@@ -297,3 +297,28 @@ async def test_tlsToNATS(pki: PKI) -> None:
         for server in servers:
             await server.close()
         await nats.stop()
+
+
+@inReactor
+async def test_newSerialKeepsOldIds(pki: PKI) -> None:
+    """
+    After 2**24 connections a node takes a new serial: clients with ids of
+    the old one stay reachable from other nodes, and so are the new ones.
+    """
+    from txtlsjson.clusterwire import LOCAL_BITS, nodeOf
+
+    async with twoNodes(pki) as (nats, a, b):
+        assert a.cluster is not None and b.cluster is not None
+        old, _, oldId = await clientOf(b, pki)
+        old.on("request", lambda request, res: res.send({"client": "old"}))
+        b.cluster._counter = 2**LOCAL_BITS
+        new, _, newId = await clientOf(b, pki)
+        new.on("request", lambda request, res: res.send({"client": "new"}))
+        assert nodeOf(newId) != nodeOf(oldId) and b.isConnected(oldId)
+        await until(lambda: nodeOf(newId) in a.cluster.nodes,
+                    "A knows B's new serial")
+        assert await a.request(oldId, {}) == {"client": "old"}
+        assert await a.request(newId, {}) == {"client": "new"}
+        await until(lambda: a.clusterClientCount == 2, "both counted once")
+        await old.disconnect()
+        await new.disconnect()

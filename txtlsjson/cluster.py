@@ -32,7 +32,7 @@ L{ClusterUnavailable} at once while NATS is unreachable -- never silently.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any, Collection, Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Dict, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.interfaces import IDelayedCall
@@ -95,6 +95,8 @@ class Cluster:
         self.prefix = prefix
         self.heartbeatInterval = heartbeatInterval
         self.serial = random.randrange(1, 2**28)
+        # Every serial this node has taken: ids of each stay its own.
+        self._serials = [self.serial]
         self._nats = connection or NATSConnection(reactor, servers, options=options,
                                                   reconnectWait=min(1.0, heartbeatInterval))
         self._server: Optional["Server"] = None
@@ -184,8 +186,8 @@ class Cluster:
         self._failAll(ConnectionLost("this node left the cluster"))
         if self._nats.connected and self._server is not None:
             try:
-                self._nats.publish(f"{self.prefix}.heartbeat",
-                                   encode({"node": self.serial, "gone": True}))
+                self._nats.publish(f"{self.prefix}.heartbeat", encode(
+                    {"node": self.serial, "serials": self._serials, "gone": True}))
             except ClusterUnavailable:
                 pass
         return self._nats.stop()
@@ -196,19 +198,30 @@ class Cluster:
             return
         self._subscribed = True
         subscriptions = [
-            self._nats.subscribe(f"{self.prefix}.node.{self.serial}",
-                                 eachLine(service.onNodeRequest)),
             self._nats.subscribe(f"{self.prefix}.broadcast", eachLine(service.onBroadcast)),
             self._nats.subscribe(f"{self.prefix}.room", eachLine(service.onRoom)),
             self._nats.subscribe(f"{self.prefix}.heartbeat", eachLine(self._onHeartbeat)),
-            self._nats.subscribe(f"{self.prefix}.reply.{self.serial}", eachLine(self._onReply)),
         ]
+        for serial in self._serials:
+            subscriptions.extend(self._subscribeSerial(serial))
+
         def ready(_: object) -> None:
             self._ready = True
             self._readyObservers.fire(None)
 
         gatherResults(subscriptions).addCallbacks(
             ready, lambda f: self.log.failure("cannot subscribe", f))
+
+    def _subscribeSerial(self, serial: int) -> "List[Deferred[None]]":
+        """
+        Subscribe to what is addressed to this node under C{serial}.
+        """
+        assert self._service is not None
+        return [
+            self._nats.subscribe(f"{self.prefix}.node.{serial}",
+                                 eachLine(self._service.onNodeRequest)),
+            self._nats.subscribe(f"{self.prefix}.reply.{serial}", eachLine(self._onReply)),
+        ]
 
     def _disconnected(self) -> None:
         # Nodes may come and go meanwhile: forget them, they will beat again.
@@ -221,22 +234,30 @@ class Cluster:
     def newConnectionId(self) -> int:
         """
         An id for a new connection of this node, unique in the cluster.
-        After 2**24 connections the node takes a new serial.
+        After 2**24 connections the node takes a new serial, and keeps
+        answering to the old ones: their ids are still its clients'.
         """
         if self._counter >= 2**LOCAL_BITS:
             self.serial = random.randrange(1, 2**28)
+            self._serials.append(self.serial)
             self._counter = 0
-            self._subscribed = False
-            if self._nats.connected:
-                self._connected()
+            if self._subscribed and self._nats.connected:
+                for subscribed in self._subscribeSerial(self.serial):
+                    subscribed.addErrback(lambda f: self.log.failure("cannot subscribe", f))
         self._counter += 1
         return self.serial << LOCAL_BITS | (self._counter - 1)
+
+    def isOwnSerial(self, serial: object) -> bool:
+        """
+        Whether C{serial} is one this node has taken.
+        """
+        return serial in self._serials
 
     def isLocal(self, connectionId: int) -> bool:
         """
         Whether C{connectionId} is (or was) one of this node's.
         """
-        return nodeOf(connectionId) == self.serial
+        return nodeOf(connectionId) in self._serials
 
     # -- to other nodes ------------------------------------------------------------
 
@@ -450,22 +471,27 @@ class Cluster:
         if server is not None and self._nats.connected and self._subscribed:
             try:
                 self._nats.publish(f"{self.prefix}.heartbeat", encode(
-                    {"node": self.serial, "clients": server.clientCount}))
+                    {"node": self.serial, "serials": self._serials,
+                     "clients": server.clientCount}))
             except ClusterUnavailable:
                 pass
 
     def _onHeartbeat(self, subject: str, data: bytes, reply: str) -> None:
         beat = decodeLine(data)
         node = beat.get("node")
-        if type(node) is not int or node == self.serial:
+        if type(node) is not int or node in self._serials:
             return
-        if beat.get("gone"):
-            self._gone(node)
-            return
-        if node not in self.nodes:
-            self.log.info("node {node} joined the cluster", node=node)
-        self.nodes[node] = int(beat.get("clients", 0))
-        self._lastHeard[node] = self._reactor.seconds()
+        # A node that has taken several serials answers to each; its
+        # clients are counted once, under the newest.
+        serials = [serial for serial in beat.get("serials", [node]) if type(serial) is int]
+        for serial in serials or [node]:
+            if beat.get("gone"):
+                self._gone(serial)
+                continue
+            if serial not in self.nodes:
+                self.log.info("node {node} joined the cluster", node=serial)
+            self.nodes[serial] = int(beat.get("clients", 0)) if serial == node else 0
+            self._lastHeard[serial] = self._reactor.seconds()
 
     def _gone(self, node: int) -> None:
         self._lastHeard.pop(node, None)

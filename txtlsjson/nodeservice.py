@@ -72,7 +72,11 @@ class NodeService:
         rid = operation.get("rid")
         if not reply and type(asker) is int and rid is not None:
             reply = f"{cluster.prefix}.reply.{asker}"
-        tag = {"rid": rid, "node": cluster.serial, "q": operation.get("q")}
+        # Tagged with the serial the question went to (the asker's table
+        # is that serial's, even if this node has taken a newer one since).
+        asked = int(subject.rsplit(".", 1)[1]) if subject.startswith(
+            f"{cluster.prefix}.node.") else cluster.serial
+        tag = {"rid": rid, "node": asked, "q": operation.get("q")}
         result.addCallbacks(lambda value: cluster.reply(reply, {"ok": value, **tag}),
                             lambda failure: cluster.reply(reply, {**errorAnswer(failure), **tag}))
 
@@ -100,7 +104,7 @@ class NodeService:
         """
         server = self._server
         payload = decodeLine(data)
-        if payload.get("origin") != self._cluster.serial:
+        if not self._cluster.isOwnSerial(payload.get("origin")):
             server._fanOutLocal(None, payload["message"], payload.get("exclude", ()))
 
     def onRoom(self, subject: str, data: bytes, reply: str) -> None:
@@ -109,5 +113,5 @@ class NodeService:
         """
         server = self._server
         payload = decodeLine(data)
-        if payload.get("origin") != self._cluster.serial:
+        if not self._cluster.isOwnSerial(payload.get("origin")):
             server._fanOutLocal(payload["room"], payload["message"], payload.get("exclude", ()))
