@@ -39,7 +39,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txtlsjson.codec import decodeLine, encodeMessageLine
+from txtlsjson.codec import decodeLine, encodeLimitedLine, encodeMessageLine
 from txtlsjson.errors import (
     ClusterUnavailable,
     ConnectionLost,
@@ -348,12 +348,9 @@ class Cluster:
         # Not an operation in JSON like the others: "S <id> <asker> " and
         # the client's own line, encoded here, which the node writes as it
         # is -- a message crosses nodes encoded once, and never decoded.
-        line = encodeMessageLine(message)
         server = self._server
-        if server is not None and len(line) > server.settings.maxLineLength + 1:
-            raise InvalidOutgoingMessage(
-                f"message of {len(line) - 1} bytes exceeds maxLineLength "
-                f"({server.settings.maxLineLength})")
+        line = encodeLimitedLine(message, server.settings.maxLineLength) \
+            if server is not None else encodeMessageLine(message)
         self._nats.publish(f"{self.prefix}.node.{node}",
                            b"S %d %d %s" % (connectionId, self.serial, line))
 

@@ -26,7 +26,7 @@ import os
 import re
 import sys
 from types import ModuleType
-from typing import Any, Callable, Optional, Tuple, Type
+from typing import Any, Callable, Optional, Sized, Tuple, Type
 
 from txtlsjson.errors import InvalidMessage, InvalidOutgoingMessage, ReservedKeyError
 from txtlsjson.wire import MAX_NESTING, RESERVED_KEYS, IncomingLine, JSONObject
@@ -393,3 +393,25 @@ if orjson is not None:
     STRING_ERRORS = (UnicodeEncodeError, _OrjsonEncodeError)
     if _encodeAny is _encodeFast:
         encodeString = _encodeStringFast
+
+
+def lineTooLong(line: Sized, maxLineLength: int) -> InvalidOutgoingMessage:
+    """
+    The error for an encoded C{line} (its newline included) longer than
+    C{maxLineLength}.
+    """
+    return InvalidOutgoingMessage(
+        f"message of {len(line) - 1} bytes exceeds maxLineLength ({maxLineLength})")
+
+
+def encodeLimitedLine(obj: JSONObject, maxLineLength: int) -> bytes:
+    """
+    L{encodeMessageLine}, refusing a line longer than C{maxLineLength}: for
+    a message written as it is to many clients, or by another node.
+
+    @raise InvalidOutgoingMessage: as L{encodeMessageLine}, or if too long.
+    """
+    line = encodeMessageLine(obj)
+    if len(line) > maxLineLength + 1:
+        raise lineTooLong(line, maxLineLength)
+    return line

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Callable, Collection, FrozenSet, Iterable, Lis
 
 from twisted.internet.defer import Deferred, fail, succeed
 
-from txtlsjson.codec import encodeMessageLine
-from txtlsjson.errors import ClusterUnavailable, InvalidOutgoingMessage, NotConnected
+from txtlsjson.codec import encodeLimitedLine
+from txtlsjson.errors import ClusterUnavailable, NotConnected
 from txtlsjson.rooms import Rooms
 from txtlsjson.settings import ServerSettings
 from txtlsjson.wire import JSONObject
@@ -169,11 +169,7 @@ class ManyClients:
         """
         Send C{message} to this node's clients: those in C{room}, or all.
         """
-        line = encodeMessageLine(message)
-        if len(line) > self.settings.maxLineLength + 1:
-            raise InvalidOutgoingMessage(
-                f"message of {len(line) - 1} bytes exceeds maxLineLength "
-                f"({self.settings.maxLineLength})")
+        line = encodeLimitedLine(message, self.settings.maxLineLength)
         connections = self._connections
         connectionIds: Iterable[int] = (
             list(connections) if room is None else self._rooms.members(room))

@@ -28,7 +28,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txtlsjson.codec import decodeLine, encodeLine, encodeMessageLine
+from txtlsjson.codec import decodeLine, encodeLine, encodeMessageLine, lineTooLong
 from txtlsjson.pieced import LONG_STRING, OutgoingLine, encodeLongMessage
 from txtlsjson.settings import ClientSettings, ConnectionSettings, ServerSettings
 from txtlsjson.wire import (
@@ -202,8 +202,7 @@ class Session:
     # -- outgoing ---------------------------------------------------------
 
     def _tooLong(self, line: OutgoingLine) -> InvalidOutgoingMessage:
-        return InvalidOutgoingMessage(
-            f"message of {len(line) - 1} bytes exceeds maxLineLength ({self.maxLineLength})")
+        return lineTooLong(line, self.maxLineLength)
 
     def send(self, message: JSONObject) -> None:
         """
