@@ -82,9 +82,6 @@ def answer(connection: "TLSJSONProtocol", requestId: int, result: Any) -> None:
     of this module: now if it is a dict, later if it is a Deferred or a
     coroutine, never if it is L{None}.
     """
-    if type(result) is dict:
-        _send(result, connection, requestId)
-        return
     if result is None:
         return
     result = asDeferred(result)
