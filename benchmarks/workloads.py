@@ -32,4 +32,5 @@ def describe(workload: str, sizes: Dict[str, Any]) -> str:
         "rtt": f"rtt: {sizes['rtt']:,} sequential requests",
         "conc": f"conc: {sizes['conc']:,} requests, {sizes['window']:,} outstanding",
         "many": f"many: {sizes['many']:,} clients at once",
+        "many-rsa": f"many: {sizes['many']:,} clients at once, RSA 2048",
     }[workload]
