@@ -63,7 +63,7 @@ NOT_APPLICABLE.update({("bytes", workload): "big only"
                        for workload in WORKLOADS if not workload.startswith("big")})
 
 
-def certificates(keyType: str) -> Tuple[str, str]:
+def certificates(keyType: str = "ecdsa") -> Tuple[str, str]:
     """
     A fresh certificate for C{localhost} with a key of C{keyType}, and its
     key: their paths.
