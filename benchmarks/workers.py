@@ -4,6 +4,7 @@ from several client processes at once, summed.
 
     python -m benchmarks.workers                    # workers 1 and 2, 3 clients, 3 runs
     python -m benchmarks.workers --workers 1,2,4 --clients 4 --runs 5
+    python -m benchmarks.workers --driver node   # the clients are Node.js tls-json peers
 
 Each run starts the real C{twistd -n tlsjson} (the built-in echo handler)
 for each worker count in turn, waits until every worker accepts, then runs
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from benchmarks.peer import PASSWORD
-from benchmarks.run import REPOSITORY, certificates
+from benchmarks.run import REPOSITORY, certificates, peerCommand
 
 #: Seconds a server may take to start, and a client to finish.
 START_LIMIT = 30.0
@@ -64,16 +65,15 @@ def startServer(workers: int, cert: str, key: str, passwordFile: str,
     raise RuntimeError(f"twistd did not start within {START_LIMIT} s")
 
 
-def load(port: int, cert: str, clients: int, quick: bool) -> float:
+def load(port: int, cert: str, clients: int, quick: bool, driver: str) -> float:
     """
-    Run C{conc} from C{clients} processes at once.
+    Run C{conc} from C{clients} processes at once, each a C{driver} peer
+    (C{txtlsjson} or C{node}).
 
     @return: their requests per second, added up.
     """
-    command = [sys.executable, "-m", "benchmarks.peer", "client", "--impl", "txtlsjson",
-               "--port", str(port), "--ca", cert, "--workload", "conc"]
-    if quick:
-        command.append("--quick")
+    command = peerCommand(driver, "client", quick,
+                          ["--port", str(port), "--ca", cert, "--workload", "conc"])
     running = [subprocess.Popen(command, cwd=REPOSITORY, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for _ in range(clients)]
     total = 0.0
@@ -91,6 +91,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=3, help="client processes (default: 3)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="10,000 requests a client")
+    parser.add_argument("--driver", choices=["txtlsjson", "node"], default="txtlsjson",
+                        help="the client processes' implementation (default: txtlsjson)")
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
     cert, key = certificates()
@@ -98,7 +100,7 @@ def main() -> None:
     passwordFile = directory / "password"
     passwordFile.write_text(PASSWORD)
     os.environ["PYTHONPATH"] = str(REPOSITORY)
-    print(f"--workers benchmark: {os.cpu_count()} cores, {args.clients} client processes "
+    print(f"--workers benchmark: {os.cpu_count()} cores, {args.clients} {args.driver} client processes "
           f"running conc at once, {args.runs} run(s)", flush=True)
     results: Dict[int, List[float]] = {n: [] for n in counts}
     for run in range(args.runs):
@@ -106,7 +108,7 @@ def main() -> None:
             log = directory / f"twistd-{run}-{count}.log"
             process, port = startServer(count, cert, key, str(passwordFile), log)
             try:
-                figure = load(port, cert, args.clients, args.quick)
+                figure = load(port, cert, args.clients, args.quick, args.driver)
             finally:
                 process.terminate()
                 process.wait(timeout=30)
