@@ -30,7 +30,14 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional
 
-from twisted.internet import reactor
+if os.environ.get("TXTLSJSON_BENCH_REACTOR") == "asyncio":
+    # Before the default reactor is imported: run.py --reactor asyncio
+    # measures what running on asyncio's loop costs.
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install()
+
+from twisted.internet import reactor  # noqa: E402
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults, maybeDeferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater, react

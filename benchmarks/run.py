@@ -152,6 +152,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="compare txtlsjson's server and client with a Node.js tls-json peer's")
     parser.add_argument("--codec", choices=["orjson", "json"], default=None,
                         help="force the JSON codec (default: orjson if installed)")
+    parser.add_argument("--reactor", choices=["epoll", "asyncio"], default="epoll",
+                        help="the Python peers' reactor (default: epoll, Twisted's default here)")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results here")
     args = parser.parse_args(argv)
     impls = (args.impls or ",".join(NODE_IMPLS if args.against_node else IMPLS)).split(",")
@@ -162,6 +164,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.codec == "json":
         env["TXTLSJSON_CODEC"] = "json"
     env["PYTHONPATH"] = str(REPOSITORY)
+    if args.reactor == "asyncio":
+        env["TXTLSJSON_BENCH_REACTOR"] = "asyncio"
     sys.path.insert(0, str(REPOSITORY))
     from txtlsjson import codec
 
@@ -173,7 +177,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
         print(f"Node.js {node}", flush=True)
     print(f"txtlsjson benchmarks: {platform.machine()} {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, Twisted {twisted.__version__}, codec {codecName}, "
+          f"Python {platform.python_version()}, Twisted {twisted.__version__}, {args.reactor} reactor, "
+          f"codec {codecName}, "
           f"{args.runs} run(s){' (quick)' if args.quick else ''}", flush=True)
     results: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
     started = time.time()
