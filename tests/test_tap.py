@@ -172,7 +172,9 @@ def test_passwordFromEnvironment(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     monkeypatch.setenv(PASSWORD_ENVIRONMENT_VARIABLE, "from-env")
     service = makeService(parse("--listen", "tcp:0:interface=127.0.0.1"))
-    assert service.server.factory._password == b"from-env"  # type: ignore[attr-defined]
+    authenticator = service.server.factory.authenticator  # type: ignore[attr-defined]
+    assert authenticator("from-env", None) is not None
+    assert authenticator("from-en", None) is None
 
 
 def test_loadPassword(tmp_path: Path) -> None:

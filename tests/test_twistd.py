@@ -15,7 +15,7 @@ from txtlsjson import Client, Server
 
 from .conftest import PKI
 from .inreactor import inReactor
-from .processes import REPOSITORY, twistd
+from .processes import REPOSITORY, spawn, tlsjson, twistd
 
 
 @pytest.fixture
@@ -264,3 +264,102 @@ async def test_devAnywhere(tmp_path: Path) -> None:
     finally:
         process.signal("TERM")
         await process.ended
+
+
+@inReactor
+async def test_perClientCredentials(pki: PKI, tmp_path: Path) -> None:
+    """
+    The how-to of the README, with real processes: C{tlsjson credentials
+    add} makes a secret for each client; C{twistd tlsjson --credentials}
+    serves a Node.js tls-json client and a txtlsjson client with their own
+    secrets, and logs who each is; after C{tlsjson credentials remove} and
+    a C{SIGHUP}, the revoked client's connection is closed and the other
+    stays.  No secret is ever logged.
+    """
+    from .test_node_interop import PEER, node
+
+    credentials = tmp_path / "clients"
+    secrets = {}
+    for name in ("sensor-1", "node-bot"):
+        added = await tlsjson("credentials", "add", name, str(credentials)).ended
+        assert added.code == 0, added
+        secrets[name] = added.out.strip()
+    process = twistd("-n", "--pidfile=", "--logfile=-", "tlsjson", "--port", "0",
+                     "--interface", "127.0.0.1", "--cert", str(pki.serverCert),
+                     "--key", str(pki.serverKey), "--credentials", str(credentials), cwd=tmp_path)
+    nodeClient = None
+    try:
+        await process.waitFor("tls-json server listening on")
+        port = int(re.search(r"port=(\d+)", process.text()).group(1))  # type: ignore[union-attr]
+        client = Client("localhost", port, secrets["sensor-1"], ca=[pki.caCert])
+        closed = _next(client, "close")
+        await client.connect()
+        assert await client.request({"echo": 1}) == {"echo": 1}
+        await process.waitFor("as sensor-1")
+        nodeClient = spawn([node(), PEER, "stay", str(port), str(pki.caCert), secrets["node-bot"]])
+        await nodeClient.waitFor('{"authenticated":true}')
+        await process.waitFor("as node-bot")
+
+        removed = await tlsjson("credentials", "remove", "sensor-1", str(credentials)).ended
+        assert removed.code == 0, removed
+        process.signal("HUP")
+        await closed
+        await process.waitFor("credentials reloaded from")
+        assert re.search(r"client 0 \(sensor-1 at 127\.0\.0\.1:\d+\): the credential of sensor-1 "
+                         r"was revoked", process.text()), process.text()
+        assert "1 connection(s) of revoked clients closed" in process.text()
+        assert '"close"' not in nodeClient.text()
+        process.signal("TERM")
+        outcome = await process.ended
+        await nodeClient.waitFor('{"close":true}')
+    finally:
+        process.signal("KILL")
+        if nodeClient is not None:
+            nodeClient.signal("KILL")
+    assert _stoppedBySignal(outcome), outcome
+    for secret in secrets.values():
+        assert secret.partition(".")[2] not in outcome.out + outcome.err
+
+
+@inReactor
+async def test_badCredentialsOnReloadKeepTheOldOnes(pki: PKI, tmp_path: Path) -> None:
+    """
+    A credentials file made bad before a C{SIGHUP} is reported with its bad
+    line; the clients it had stay served and can still connect.
+    """
+    credentials = tmp_path / "clients"
+    added = await tlsjson("credentials", "add", "sensor-1", str(credentials)).ended
+    secret = added.out.strip()
+    process = twistd("-n", "--pidfile=", "--logfile=-", "tlsjson", "--port", "0",
+                     "--interface", "127.0.0.1", "--cert", str(pki.serverCert),
+                     "--key", str(pki.serverKey), "--credentials", str(credentials), cwd=tmp_path)
+    try:
+        await process.waitFor("tls-json server listening on")
+        port = int(re.search(r"port=(\d+)", process.text()).group(1))  # type: ignore[union-attr]
+        credentials.write_text(credentials.read_text() + "garbage\n")
+        process.signal("HUP")
+        await process.waitFor("credentials not reloaded, the previous ones stay in force")
+        assert "line 4: expected NAME KEYID HASH, found 1 field(s)" in process.text()
+        client = Client("localhost", port, secret, ca=[pki.caCert])
+        await client.connect()
+        await client.disconnect()
+        process.signal("TERM")
+        await process.ended
+    finally:
+        process.signal("KILL")
+
+
+@inReactor
+async def test_credentialsReplacePassword(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
+    """
+    C{--credentials} with C{--password-file} is refused with one line, and
+    so is a credentials file that is not there.
+    """
+    both = await twistd(*serverArgs(pki, passwordFile), "--credentials", "x", cwd=tmp_path).ended
+    assert both.code != 0 and "it replaces --password-file" in both.out + both.err
+    missing = await twistd("-n", "--pidfile=", "tlsjson", "--port", "0", "--cert", str(pki.serverCert),
+                           "--key", str(pki.serverKey), "--credentials", str(tmp_path / "none"),
+                           cwd=tmp_path).ended
+    assert missing.code != 0
+    assert "no credentials file" in missing.out + missing.err
+    assert "Traceback" not in missing.out + missing.err

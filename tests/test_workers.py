@@ -181,3 +181,46 @@ async def test_portInUse(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
     assert "cannot listen on TLS port 127.0.0.1:" in outcome.err + outcome.out
     assert "worker 1 started" not in outcome.out
 
+
+
+@inReactor
+async def test_credentialsReloadedInEveryWorker(pki: PKI, tmp_path: Path) -> None:
+    """
+    With C{--workers 2 --credentials}, a C{SIGHUP} to the parent reaches
+    every worker: each reloads the file, and revoked clients are closed on
+    whichever worker holds them while the others stay.
+    """
+    from txtlsjson.credentials import addCredential, removeCredential
+
+    credentials = tmp_path / "clients"
+    secrets = {f"c{n}": addCredential(credentials, f"c{n}") for n in range(4)}
+    arguments = [a for a in serverArgs(pki, tmp_path / "unused") if a not in (
+        "--password-file", str(tmp_path / "unused"))]
+    process = twistd(*arguments, "--credentials", str(credentials), "--workers", "2", cwd=tmp_path)
+    clients: Dict[str, Client] = {}
+    try:
+        await process.waitFor("with 2 workers")
+        for number in (1, 2):
+            await process.waitFor(f"[worker {number}] worker {number} (pid ")
+        port = int(re.search(r"port=(\d+)", process.text()).group(1))  # type: ignore[union-attr]
+        for name, secret in secrets.items():
+            clients[name] = Client("localhost", port, secret, ca=[pki.caCert])
+            await clients[name].connect()
+        closed = [_next(clients[name], "close") for name in ("c0", "c1")]
+        removeCredential(credentials, "c0")
+        removeCredential(credentials, "c1")
+        process.signal("HUP")
+        for number in (1, 2):
+            await process.waitFor(f"[worker {number}] credentials reloaded from")
+        for waiting in closed:
+            await waiting
+        for name in ("c2", "c3"):
+            assert await clients[name].request({"still": name}) == {"still": name}
+        process.signal("TERM")
+        outcome = await process.ended
+    finally:
+        for client in clients.values():
+            await client.disconnect()
+        process.signal("KILL")
+    assert _stoppedBySignal(outcome), outcome
+    assert "SIGHUP: passing it on to the 2 workers" in outcome.out

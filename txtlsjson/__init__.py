@@ -9,12 +9,16 @@ Two layers:
 """
 
 from txtlsjson.client import Client
+from txtlsjson.credentials import CredentialsFile, Identity, SharedPassword
 from txtlsjson.errors import (
     AuthenticationFailed,
     AuthenticationTimeout,
+    AuthenticatorFailed,
     CertificateNameError,
     ConnectionFailed,
     ConnectionLost,
+    CredentialRevoked,
+    CredentialsError,
     IdleTimeout,
     InvalidMessage,
     InvalidOutgoingMessage,
@@ -44,11 +48,16 @@ __version__ = "0.1.0"
 __all__ = [
     "AuthenticationFailed",
     "AuthenticationTimeout",
+    "AuthenticatorFailed",
     "CertificateNameError",
     "Client",
     "ConnectionFailed",
     "ConnectionLost",
+    "CredentialRevoked",
+    "CredentialsError",
+    "CredentialsFile",
     "IdleTimeout",
+    "Identity",
     "InvalidMessage",
     "InvalidOutgoingMessage",
     "KeepAliveTimeout",
@@ -58,6 +67,7 @@ __all__ = [
     "RequestTimeout",
     "ReservedKeyError",
     "Server",
+    "SharedPassword",
     "SlowConsumer",
     "TLSConfigurationError",
     "TLSJSONClientFactory",

@@ -6,6 +6,9 @@ development certificates.
   tlsjson send ... '{"event": "started"}'
   tlsjson listen ...
   tlsjson certs --cn localhost --out certs
+  tlsjson credentials add NAME FILE      (prints the new client's secret once)
+  tlsjson credentials remove NAME FILE
+  tlsjson credentials list FILE
 
 C{request} and C{send} read JSON lines from standard input when given no
 message (or C{-}); each line is one request or message.  Exit codes:
@@ -143,6 +146,17 @@ def _parser() -> argparse.ArgumentParser:
     certs.add_argument("--days", type=_days, default=3650, metavar="DAYS",
                        help="validity (default: 3650)")
     certs.add_argument("--force", action="store_true", help="overwrite existing files")
+
+    credentials = commands.add_parser(
+        "credentials", help="edit a per-client credentials file (twistd tlsjson --credentials)")
+    actions = credentials.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="add a client with a fresh secret, printed once")
+    remove = actions.add_parser("remove", help="remove a client (a server reloads on SIGHUP)")
+    for sub in (add, remove):
+        sub.add_argument("name", help="the client's name (letters, digits and _.@+-)")
+        sub.add_argument("file", help="the credentials file (made by add if missing)")
+    listing = actions.add_parser("list", help="list the clients' names")
+    listing.add_argument("file", help="the credentials file")
     return parser
 
 
@@ -186,6 +200,29 @@ def _writeCertificates(args: argparse.Namespace, out: TextIO) -> int:
     except (FileExistsError, OSError, ValueError) as e:
         raise CommandError(str(e), EXIT_ERROR) from None
     out.write(f"wrote {keyPath} and {certPath} (subjectAltName: {', '.join(names)})\n")
+    return EXIT_OK
+
+
+def _editCredentials(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from txtlsjson.credentials import addCredential, readCredentials, removeCredential
+    from txtlsjson.errors import CredentialsError
+
+    try:
+        if args.action == "add":
+            secret = addCredential(args.file, args.name)
+            out.write(f"{secret}\n")
+            err.write(f"tlsjson: added {args.name!r} to {args.file}; its secret is above, shown this "
+                      "once: give it to the client as its password (in a file or TLSJSON_PASSWORD), "
+                      "then SIGHUP a running server\n")
+        elif args.action == "remove":
+            removeCredential(args.file, args.name)
+            err.write(f"tlsjson: removed {args.name!r} from {args.file}; SIGHUP a running server "
+                      "to close its connection\n")
+        else:
+            names = sorted(credential.name for credential in readCredentials(args.file).values())
+            out.writelines(f"{name}\n" for name in names)
+    except (CredentialsError, OSError) as e:
+        raise CommandError(str(e), EXIT_ERROR) from None
     return EXIT_OK
 
 
@@ -369,9 +406,10 @@ def main(argv: Optional[Sequence[str]] = None, stdin: TextIO = sys.stdin,
     Run the C{tlsjson} command.
     """
     args = _parser().parse_args(argv)
-    if args.command == "certs":
+    if args.command in ("certs", "credentials"):
         try:
-            code = _writeCertificates(args, out)
+            code = (_writeCertificates(args, out) if args.command == "certs"
+                    else _editCredentials(args, out, err))
         except CommandError as e:
             err.write(f"tlsjson: {e}\n")
             code = e.code

@@ -258,3 +258,26 @@ class ClusterUnavailable(TLSJSONError):
     A message for another node could not be sent: the cluster bus (NATS)
     is not connected.  Local clients are not affected.
     """
+
+
+class CredentialsError(TLSJSONError, ValueError):
+    """
+    A credentials file cannot be read or used: missing, unreadable, or a
+    line that is not C{NAME KEYID HASH} (the message names the file and the
+    line); or a name to add that is taken or not a valid name.
+    """
+
+
+class AuthenticatorFailed(TLSJSONError):
+    """
+    The server's authenticator raised or failed (a database down, say)
+    while checking a client's password: the client is dropped without being
+    told its password was wrong, so that a tls-json client tries again.
+    """
+
+
+class CredentialRevoked(TLSJSONError):
+    """
+    A connected client's credential was removed from the credentials file
+    (or its secret replaced): its connection was closed on reload.
+    """

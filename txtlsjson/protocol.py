@@ -17,8 +17,10 @@ L{txtlsjson.tls}.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Set, cast
+from dataclasses import replace
+from typing import Any, List, Optional, Set, cast
 
+from cryptography import x509
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime, ITransport
 from twisted.internet.protocol import ReconnectingClientFactory, ServerFactory, connectionDone
@@ -26,7 +28,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txtlsjson.answers import answerRequest
-from txtlsjson.errors import AuthenticationFailed, NotConnected, TLSJSONError
+from txtlsjson.credentials import Authenticator, Identity, SharedPassword, subjectOf
+from txtlsjson.errors import (
+    AuthenticationFailed,
+    CredentialRevoked,
+    CredentialsError,
+    InvalidSetting,
+    NotConnected,
+    TLSJSONError,
+)
 from txtlsjson.linereceiver import FLUSH_TIMEOUT, SessionLineReceiver
 from txtlsjson.session import _AUTHENTICATED, ClientSession, ServerSession, Session
 from txtlsjson.settings import ClientSettings, ServerSettings, checkPassword
@@ -179,13 +189,46 @@ class TLSJSONServerProtocol(TLSJSONProtocol):
 
     factory: "TLSJSONServerFactory"
 
+    #: Who the client is, once authenticated (see L{txtlsjson.credentials}).
+    identity: Optional[Identity] = None
+
     def _buildSession(self) -> Session:
         factory = self.factory
         peer = peerOf(self)
-        return ServerSession(self, self, factory.clock, factory._password, factory.settings,
+        return ServerSession(self, self, factory.clock, self._authenticate, factory.settings,
                              onKeepAliveTimeout=self.keepAliveTimedOut,
                              throttle=factory.throttle,
                              peerKey=addressKey(str(getattr(peer, "host", peer))))
+
+    def _authenticate(self, password: str) -> Any:
+        return self.factory.authenticator(password, self.peerCertificate())
+
+    def peerCertificate(self) -> Optional[x509.Certificate]:
+        """
+        The client's certificate, with mutual TLS; else L{None}.
+        """
+        getPeerCertificate = getattr(self.transport, "getPeerCertificate", None)
+        if getPeerCertificate is None:
+            return None
+        try:
+            certificate = getPeerCertificate()
+        except Exception:
+            return None
+        return None if certificate is None else certificate.to_cryptography()
+
+    def sessionAuthenticated(self) -> None:
+        """
+        Take the client's L{identity} from the session, with its
+        certificate's subject under mutual TLS, then go on as every protocol
+        does.
+        """
+        identity = cast(ServerSession, self.session).identity or Identity()
+        if identity.subject is None:
+            subject = subjectOf(self.peerCertificate())
+            if subject is not None:
+                identity = replace(identity, subject=subject)
+        self.identity = identity
+        super().sessionAuthenticated()
 
     def connectionMade(self) -> None:
         """
@@ -266,6 +309,8 @@ class TLSJSONServerFactory(ServerFactory):
     @ivar clock: the reactor used for every timer.
     @ivar throttle: what paces password checks: an L{AuthenticationThrottle},
         or, for a server in a cluster, the cluster (see L{PasswordPacer}).
+    @ivar authenticator: what decides who a client is (by default a
+        L{SharedPassword<txtlsjson.credentials.SharedPassword>}).
     """
 
     # Twisted types Factory.protocol with a factory attribute of its own
@@ -273,18 +318,29 @@ class TLSJSONServerFactory(ServerFactory):
     protocol = TLSJSONServerProtocol  # type: ignore[assignment]
     noisy = False
 
-    def __init__(self, password: str, settings: Optional[ServerSettings] = None, *,
+    def __init__(self, password: Optional[str] = None, settings: Optional[ServerSettings] = None, *,
+                 authenticator: Optional[Authenticator] = None,
                  reactor: Optional[IReactorTime] = None, **overrides: Any) -> None:
         """
-        @param password: the password clients must send.
+        @param password: the password clients must send (the shared
+            password); or give C{authenticator} instead.
         @param settings: the settings; the defaults if L{None}.
+        @param authenticator: decides who a client is from its password (and
+            certificate), instead of one shared password: a
+            L{CredentialsFile<txtlsjson.credentials.CredentialsFile>}, or
+            any callable described in L{txtlsjson.credentials}.
         @param reactor: provides the timers; the global reactor by default.
         @param overrides: settings by name, replacing those of C{settings}
             (C{requestTimeout=5}; see L{ServerSettings}).
         @raise InvalidSetting: for an unknown setting or a value out of
-            range.
+            range, a password that is not a non-empty string, or both a
+            password and an authenticator.
         """
-        self._password = checkPassword(password).encode("utf-8")
+        if authenticator is None:
+            authenticator = SharedPassword(checkPassword(password))
+        elif password is not None:
+            raise InvalidSetting("give a password or an authenticator, not both")
+        self.authenticator: Authenticator = authenticator
         self.settings = ServerSettings.fromOverrides(settings, overrides)
         self.clock = _defaultReactor(reactor)
         self.throttle: PasswordPacer = AuthenticationThrottle(
@@ -301,6 +357,35 @@ class TLSJSONServerFactory(ServerFactory):
         The name listening ports log this factory by.
         """
         return "tls-json server"
+
+    def reloadCredentials(self) -> List[TLSJSONServerProtocol]:
+        """
+        Have the authenticator read its credentials again (a
+        L{CredentialsFile<txtlsjson.credentials.CredentialsFile>}, or any
+        authenticator with the same C{reload()} and C{isCurrent(identity)}
+        methods), then close the connections of the clients whose
+        credential is gone, each reported to its protocol's
+        L{errorReceived<TLSJSONProtocol.errorReceived>} as
+        L{CredentialRevoked}.  The other connections are left alone.
+
+        @return: the protocols being closed.
+        @raise CredentialsError: if the authenticator has nothing to reload,
+            or the new credentials cannot be read (the old ones then stay in
+            force, and no connection is closed).
+        """
+        reload = getattr(self.authenticator, "reload", None)
+        isCurrent = getattr(self.authenticator, "isCurrent", None)
+        if reload is None or isCurrent is None:
+            raise CredentialsError("this server has no credentials to reload: it was given a password, "
+                                   "not a credentials file")
+        reload()
+        revoked = [protocol for protocol in self.connections
+                   if protocol.isAuthenticated and not isCurrent(protocol.identity)]
+        for protocol in revoked:
+            error = CredentialRevoked(f"the credential of {protocol.identity} was revoked")
+            protocol.errorReceived(error)
+            protocol.dropConnection(error, flush=True)
+        return revoked
 
     def closeConnections(self) -> "Deferred[None]":
         """

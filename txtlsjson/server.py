@@ -18,6 +18,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from txtlsjson.answers import Responder
+from txtlsjson.credentials import Authenticator, Identity
 from txtlsjson.errors import ClusterUnavailable, NotConnected, TLSJSONError
 from txtlsjson.events import EventEmitter, sendOrReport, unexpectedEnd
 from txtlsjson.manyclients import ManyClients
@@ -74,9 +75,9 @@ class _ServerProtocol(TLSJSONServerProtocol):
 class _ServerFactory(TLSJSONServerFactory):
     protocol = _ServerProtocol
 
-    def __init__(self, server: "Server", password: str, settings: ServerSettings,
-                 reactor: Optional[IReactorTime]) -> None:
-        super().__init__(password, settings, reactor=reactor)
+    def __init__(self, server: "Server", password: Optional[str], settings: ServerSettings,
+                 authenticator: Optional[Authenticator], reactor: Optional[IReactorTime]) -> None:
+        super().__init__(password, settings, authenticator=authenticator, reactor=reactor)
         self.server = server
 
 
@@ -90,7 +91,7 @@ class Server(EventEmitter, ManyClients):
 
     Events (register with L{on}):
       - C{authenticated(id, peer)}: client C{id} sent the right password;
-        C{peer} is its address.
+        C{peer} is its address, and L{identity} says who it is.
       - C{message(id, message)}: an application message from client C{id}.
       - C{request(id, request, res)}: a request; answer with C{res.send(obj)},
         now or later, once (see L{txtlsjson.answers}).
@@ -108,8 +109,9 @@ class Server(EventEmitter, ManyClients):
 
     def __init__(
         self,
-        password: str,
+        password: Optional[str] = None,
         *,
+        authenticator: Optional[Authenticator] = None,
         certificate: Optional[PathLike] = None,
         privateKey: Optional[PathLike] = None,
         chain: Sequence[PathLike] = (),
@@ -121,7 +123,13 @@ class Server(EventEmitter, ManyClients):
         **overrides: Any,
     ) -> None:
         """
-        @param password: the password clients must send.
+        @param password: the password clients must send (one for all); or
+            give C{authenticator}.
+        @param authenticator: decides who a client is from its password (and
+            certificate), instead of one shared password: a
+            L{CredentialsFile<txtlsjson.credentials.CredentialsFile>} for
+            per-client secrets, or any callable described in
+            L{txtlsjson.credentials}.
         @param certificate: PEM file of the server certificate (and chain).
         @param privateKey: PEM file of its unencrypted private key.
         @param chain: further PEM files of intermediate certificates.
@@ -141,8 +149,8 @@ class Server(EventEmitter, ManyClients):
         @param overrides: settings by name, replacing those of C{settings}:
             C{Server(password, ..., requestTimeout=5)}.
         @raise TLSConfigurationError: if a file is missing or invalid.
-        @raise InvalidSetting: for a missing password, an unknown setting
-            or a value out of range.
+        @raise InvalidSetting: for a missing password (or both a password and
+            an authenticator), an unknown setting or a value out of range.
         @raise ValueError: for a certificate without its key.
         """
         super().__init__()
@@ -152,7 +160,7 @@ class Server(EventEmitter, ManyClients):
             tlsOptions = serverTLSOptions(certificate, privateKey, chain, clientCA)
         self._tlsOptions = tlsOptions
         self.settings = ServerSettings.fromOverrides(settings, overrides)
-        self.factory = _ServerFactory(self, password, self.settings, reactor)
+        self.factory = _ServerFactory(self, password, self.settings, authenticator, reactor)
         self._reactor: Any = self.factory.clock
         self._connections: Dict[int, _ServerProtocol] = {}
         self._rooms: Rooms[int] = Rooms()
@@ -288,6 +296,30 @@ class Server(EventEmitter, ManyClients):
         The ids of the authenticated connections.
         """
         return [i for i, p in self._connections.items() if p.isAuthenticated]
+
+    def identity(self, connectionId: int) -> Optional[Identity]:
+        """
+        Who client C{connectionId} is, once authenticated: its credential's
+        name, or its certificate's subject with mutual TLS (see
+        L{Identity}); L{None} if it is not (yet) authenticated here.
+        """
+        protocol = self._connections.get(connectionId)
+        return None if protocol is None else protocol.identity
+
+    def reloadCredentials(self) -> List[int]:
+        """
+        Read the credentials file again, keeping connected clients, and
+        close the connections of clients whose credential was removed (each
+        reported as an C{error} event, L{CredentialRevoked}, then C{close}).
+        C{twistd tlsjson --credentials} calls this on C{SIGHUP}.
+
+        @return: the ids of the connections being closed.
+        @raise CredentialsError: if the server has no credentials file, or
+            it cannot be read now (the credentials already loaded then stay
+            in force).
+        """
+        return [cast(_ServerProtocol, protocol).connectionId
+                for protocol in self.factory.reloadCredentials()]
 
     def peer(self, connectionId: int) -> Optional[IAddress]:
         """

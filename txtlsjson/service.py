@@ -22,7 +22,8 @@ from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txtlsjson.errors import AuthenticationFailed, AuthenticationTimeout, ListenFailed
+from txtlsjson.errors import AuthenticationFailed, AuthenticationTimeout, CredentialsError, ListenFailed
+from txtlsjson.hangup import OnHangup
 from txtlsjson.server import Server
 
 
@@ -41,6 +42,7 @@ class TLSJSONService(Service):
         server: Server,
         endpoints: Sequence[Tuple[str, IStreamServerEndpoint]],
         exitOnListenFailure: bool = False,
+        reloadOnHangup: bool = False,
     ) -> None:
         """
         @param server: the server to run.
@@ -49,11 +51,16 @@ class TLSJSONService(Service):
         @param exitOnListenFailure: on a failure to listen, raise
             C{SystemExit} with a one-line message (for C{twistd -n}) rather
             than L{ListenFailed}.
+        @param reloadOnHangup: while running, reload the server's
+            credentials on each C{SIGHUP} (L{reloadCredentials}).
         """
         self.server = server
         self._endpoints = list(endpoints)
         self._exitOnListenFailure = exitOnListenFailure
         self._listening = False
+        self._hangup: Optional[OnHangup] = None
+        if reloadOnHangup:
+            self._hangup = OnHangup(server.factory.clock, lambda: reloadCredentials(server))
 
     def privilegedStartService(self) -> None:
         """
@@ -68,6 +75,8 @@ class TLSJSONService(Service):
         """
         super().startService()  # type: ignore[no-untyped-call]
         self._listen()
+        if self._hangup is not None:
+            self._hangup.install()
 
     def _listen(self) -> None:
         if self._listening:
@@ -101,39 +110,70 @@ class TLSJSONService(Service):
         """
         super().stopService()  # type: ignore[no-untyped-call]
         self._listening = False
+        if self._hangup is not None:
+            self._hangup.uninstall()
         return self.server.close()
+
+
+def reloadCredentials(server: Server) -> None:
+    """
+    Reload C{server}'s credentials file (L{Server.reloadCredentials}) and
+    log the outcome: how many clients it now holds and which connections
+    were closed, or, if the file is bad, that the credentials already
+    loaded stay in force and why.
+    """
+    log = Logger(namespace="txtlsjson.server")
+    authenticator = server.factory.authenticator
+    try:
+        closed = server.reloadCredentials()
+    except CredentialsError as e:
+        log.error("credentials not reloaded, the previous ones stay in force: {error}", error=e)
+        return
+    log.info("credentials reloaded from {path}: {count} client(s); {closed} connection(s) "
+             "of revoked clients closed", path=getattr(authenticator, "path", authenticator),
+             count=len(getattr(authenticator, "names", ())), closed=len(closed))
 
 
 def logServerEvents(server: Server) -> None:
     """
     Log what an operator wants to see of a server through
     C{twisted.logger}: each client authenticated, closed or timed out with
-    its id and address, failed password attempts with the address (never
-    the password), and protocol errors.
+    its id, its address and who it is (its credential's name or its
+    certificate's subject, when it has one), failed password attempts with
+    the address (never the password), and protocol errors.
     """
     log = Logger(namespace="txtlsjson.server")
 
-    server.on("authenticated", lambda connectionId, peer: log.info(
-        "client {connectionId} authenticated from {peer}", connectionId=connectionId,
-        peer=_address(peer)))
+    def who(connectionId: int) -> str:
+        address = _address(server.peer(connectionId))
+        identity = server.identity(connectionId)
+        if identity is None or (identity.name is None and identity.subject is None):
+            return address
+        return f"{identity} at {address}"
+
+    def authenticated(connectionId: int, peer: Any) -> None:
+        identity = server.identity(connectionId)
+        named = identity is not None and (identity.name is not None or identity.subject is not None)
+        log.info("client {connectionId} authenticated from {peer}{asWho}", connectionId=connectionId,
+                 peer=_address(peer), asWho=f" as {identity}" if named else "")
+
+    server.on("authenticated", authenticated)
     server.on("close", lambda connectionId: log.info(
-        "client {connectionId} ({peer}) closed", connectionId=connectionId,
-        peer=_address(server.peer(connectionId))))
+        "client {connectionId} ({who}) closed", connectionId=connectionId, who=who(connectionId)))
     server.on("timeout", lambda connectionId: log.warn(
-        "client {connectionId} ({peer}) missed a keepalive ping; dropped",
-        connectionId=connectionId, peer=_address(server.peer(connectionId))))
+        "client {connectionId} ({who}) missed a keepalive ping; dropped",
+        connectionId=connectionId, who=who(connectionId)))
 
     def error(connectionId: int, error: Exception) -> None:
-        peer = _address(server.peer(connectionId))
         if isinstance(error, AuthenticationFailed):
             log.warn("failed password attempt from {peer} (client {connectionId})",
-                     peer=peer, connectionId=connectionId)
+                     peer=_address(server.peer(connectionId)), connectionId=connectionId)
         elif isinstance(error, AuthenticationTimeout):
-            log.info("client {connectionId} ({peer}) did not authenticate in time; dropped",
-                     connectionId=connectionId, peer=peer)
+            log.info("client {connectionId} ({who}) did not authenticate in time; dropped",
+                     connectionId=connectionId, who=who(connectionId))
         else:
-            log.warn("client {connectionId} ({peer}): {error}", connectionId=connectionId,
-                     peer=peer, error=error)
+            log.warn("client {connectionId} ({who}): {error}", connectionId=connectionId,
+                     who=who(connectionId), error=error)
 
     server.on("error", error)
 

@@ -19,15 +19,15 @@ L{txtlsjson.protocol} provide both.
 
 from __future__ import annotations
 
-import hmac
 from enum import Enum
-from typing import Callable, List, Optional, Protocol
+from typing import Any, Callable, List, Optional, Protocol
 
-from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from txtlsjson.credentials import Identity
 from txtlsjson.codec import decodeLine, encodeLine, encodeMessageLine, lineTooLong
 from txtlsjson.pieced import LONG_STRING, OutgoingLine, encodeLongMessage
 from txtlsjson.settings import ClientSettings, ConnectionSettings, ServerSettings
@@ -49,6 +49,7 @@ from txtlsjson.wire import (
 from txtlsjson.errors import (
     AuthenticationFailed,
     AuthenticationTimeout,
+    AuthenticatorFailed,
     ConnectionLost,
     IdleTimeout,
     InvalidMessage,
@@ -437,14 +438,17 @@ class ServerSession(Session):
         transport: ISessionTransport,
         observer: ISessionObserver,
         clock: IReactorTime,
-        password: bytes,
+        authenticate: Callable[[str], Any],
         settings: ServerSettings,
         onKeepAliveTimeout: Callable[[], None],
         throttle: Optional[PasswordPacer] = None,
         peerKey: str = "",
     ) -> None:
         """
-        @param password: the password, UTF-8 encoded.
+        @param authenticate: called with the password a client sent (a
+            string), returns its L{Identity}, or a name, to accept it or
+            L{None} to refuse it; or a Deferred or coroutine resulting in
+            one (see L{txtlsjson.credentials}).
         @param settings: the server's settings: C{authTimeout},
             C{keepAliveInterval} and C{keepAliveTimeout} apply here.
         @param onKeepAliveTimeout: called when a pong did not come in time,
@@ -455,14 +459,16 @@ class ServerSession(Session):
             L{addressKey<txtlsjson.throttle.addressKey>}).
         """
         super().__init__(transport, observer, clock, settings)
-        self._password = password
+        self._authenticator = authenticate
         self._authTimeout = settings.authTimeout
         self._keepAliveInterval = settings.keepAliveInterval
         self._keepAliveTimeout = settings.keepAliveTimeout
         self._onKeepAliveTimeout = onKeepAliveTimeout
         self._throttle = throttle
         self._peerKey = peerKey
-        self._attempt: Optional[Deferred[None]] = None
+        self._attempt: Optional[Deferred[Any]] = None
+        #: Who the client is, once authenticated.
+        self.identity: Optional[Identity] = None
         self._authTimer: Optional[IDelayedCall] = None
         self._pingTimer: Optional[IDelayedCall] = None
         self._pongTimer: Optional[IDelayedCall] = None
@@ -491,7 +497,7 @@ class ServerSession(Session):
         _cancel(self._authTimer)
         self._authTimer = None
         if self._throttle is None:
-            self._checkPassword(password)
+            self._check(password, paced=False)
             return
         try:
             attempt = self._throttle.attempt(self._peerKey)
@@ -501,13 +507,48 @@ class ServerSession(Session):
             return
         if not attempt.called:
             # Answer later, in turn; meanwhile read nothing more.
-            self._held = []
-            self._transport.pauseReading()
-            self._attempt = attempt
-        attempt.addCallback(lambda _: self._checkThrottled(password))
+            self._hold(attempt)
+        attempt.addCallback(lambda _: self._check(password, paced=True))
         attempt.addErrback(_ignoreCancellation)
 
-    def _checkThrottled(self, password: object) -> None:
+    def _hold(self, waiting: "Deferred[Any]") -> None:
+        """
+        Read nothing more until C{waiting} fires: lines that arrive are kept
+        in order, and delivered once the client is accepted.
+        """
+        if self._held is None:
+            self._held = []
+            self._transport.pauseReading()
+        self._attempt = waiting
+
+    def _check(self, password: object, paced: bool) -> None:
+        """
+        Ask the authenticator about C{password}, now or, if it answers
+        later, holding the client's lines until it does.
+
+        @param paced: whether the throttle is waiting to hear the outcome.
+        """
+        self._attempt = None
+        if not isinstance(password, str):
+            self._verdict(None, paced)
+            return
+        try:
+            verdict = self._authenticator(password)
+        except Exception:
+            self._failed(Failure(), paced)
+            return
+        if isinstance(verdict, Deferred) or hasattr(verdict, "__await__"):
+            checking: Deferred[Any] = ensureDeferred(verdict)
+            self._hold(checking)
+            checking.addCallbacks(self._verdict, self._failed, callbackArgs=(paced,),
+                                  errbackArgs=(paced,))
+            return
+        self._verdict(verdict, paced)
+
+    def _release(self) -> Optional[List[IncomingLine]]:
+        """
+        Read again, and take the lines kept meanwhile.
+        """
         self._attempt = None
         held, self._held = self._held, None
         if held is not None:
@@ -515,35 +556,48 @@ class ServerSession(Session):
             # closed may not resume): a refused peer's close must be read for
             # the close to complete.
             self._transport.resumeReading()
-        matched = self._checkPassword(password)
-        assert self._throttle is not None
-        self._throttle.finished(self._peerKey, matched)
-        if held and matched:
-            for line in held:
-                self.lineReceived(line)
+        return held
 
-    def _checkPassword(self, password: object) -> bool:
+    def _failed(self, failure: Failure, paced: bool) -> None:
         """
-        Compare, answer, and authenticate or drop.
+        The authenticator raised or failed: log it, drop the client without
+        telling it its password was wrong (a tls-json client tries again).
+        """
+        if failure.check(CancelledError):
+            # The connection is gone; nothing to answer.
+            return
+        self._release()
+        if paced:
+            assert self._throttle is not None
+            self._throttle.finished(self._peerKey, False)
+        self.log.failure("the authenticator failed; dropping the client", failure)
+        self._drop(AuthenticatorFailed(f"the authenticator failed: {failure.getErrorMessage()}"))
 
-        @return: whether the password matched.
+    def _verdict(self, verdict: object, paced: bool) -> None:
         """
-        if isinstance(password, str):
-            # compare_digest takes time independent of where the bytes
-            # differ; it needs equal types, hence the encoding.
-            matched = hmac.compare_digest(password.encode("utf-8", "surrogatepass"),
-                                          self._password)
-        else:
-            matched = False
-        if not matched:
+        Answer the client: accepted as C{verdict} (an L{Identity}, or a
+        name), or refused (L{None}, or anything false).
+        """
+        held = self._release()
+        if isinstance(verdict, str):
+            verdict = Identity(name=verdict) if verdict else None
+        elif verdict is not None and not isinstance(verdict, Identity):
+            verdict = Identity() if verdict else None
+        if paced:
+            assert self._throttle is not None
+            self._throttle.finished(self._peerKey, verdict is not None)
+        if verdict is None:
             self._transport.writeLine(INCORRECT_PASSWORD_LINE)
             self._drop(AuthenticationFailed(), flush=True)
-            return False
+            return
+        self.identity = verdict
         self._transport.writeLine(AUTHENTICATED_LINE)
         if self._keepAliveInterval > 0:
             self._pingTimer = self._clock.callLater(self._keepAliveInterval, self._ping)
         self._becomeAuthenticated()
-        return True
+        if held:
+            for line in held:
+                self.lineReceived(line)
 
     def _ping(self) -> None:
         # Never 0: the Node client answers only a truthy __ping.

@@ -7,8 +7,10 @@ Two ways to say where to listen, which may be combined:
   - Twisted's: C{--listen ssl:8888:privateKey=server.key:certKey=server.crt},
     repeatable, any server endpoint string (as C{twistd web --listen}).
 
-The password comes from C{--password-file} or the C{TLSJSON_PASSWORD}
-environment variable, never from the command line.
+The shared password comes from C{--password-file} or the
+C{TLSJSON_PASSWORD} environment variable, never from the command line; or,
+with C{--credentials FILE}, each client has its own secret (see
+L{txtlsjson.credentials}), and C{SIGHUP} reloads the file.
 """
 
 from __future__ import annotations
@@ -85,6 +87,10 @@ class Options(usage.Options):
         ["key", "k", None, "PEM file of the server's unencrypted private key."],
         ["password-file", None, None,
          "File holding the password (default: the TLSJSON_PASSWORD environment variable)."],
+        ["credentials", None, None,
+         "File of per-client secrets, instead of one shared password (edit it with "
+         "'tlsjson credentials add NAME FILE'); SIGHUP reloads it and closes revoked "
+         "clients' connections."],
         ["handler", None, None,
          "The application: package.module:name of a handler, or of a callable taking "
          "the Server and returning one (see txtlsjson.handler)."],
@@ -158,7 +164,11 @@ class Options(usage.Options):
                 self["interface"] = self["interface"] or DEV_INTERFACE
                 self["cert"] = self["cert"] or str(files.certificate)
                 self["key"] = self["key"] or str(files.key)
-            self["password-file"] = self["password-file"] or str(files.passwordFile)
+            if not self["credentials"]:
+                self["password-file"] = self["password-file"] or str(files.passwordFile)
+        if self["credentials"] and self["password-file"]:
+            raise usage.UsageError(
+                "--credentials gives each client its own secret; it replaces --password-file")
         if self["port"] is None and not self["listen"]:
             raise usage.UsageError(
                 "nowhere to listen: give --port PORT with --cert and --key, "
@@ -224,10 +234,20 @@ def makeService(options: Options) -> IService:
     from txtlsjson.service import TLSJSONService
     from txtlsjson.tls import serverTLSOptions
 
-    try:
-        password = loadPassword(options["password-file"])
-    except PasswordError as e:
-        raise _fail(str(e)) from None
+    password: Optional[str] = None
+    if options["credentials"]:
+        from txtlsjson.credentials import readCredentials
+        from txtlsjson.errors import CredentialsError
+
+        try:
+            readCredentials(options["credentials"])
+        except CredentialsError as e:
+            raise _fail(str(e)) from None
+    else:
+        try:
+            password = loadPassword(options["password-file"])
+        except PasswordError as e:
+            raise _fail(str(e)) from None
 
     endpoints: List[Tuple[str, Any]] = []
     tlsOptions: Any = None
@@ -259,10 +279,11 @@ def makeService(options: Options) -> IService:
                 raise _fail(str(e)) from None
         return WorkerPool(options, password, exitOnListenFailure=nodaemon)
     return TLSJSONService(buildServer(options, password, tlsOptions), endpoints,
-                          exitOnListenFailure=nodaemon)
+                          exitOnListenFailure=nodaemon,
+                          reloadOnHangup=bool(options["credentials"]))
 
 
-def buildServer(options: Options, password: str, tlsOptions: Any = None) -> "Server":
+def buildServer(options: Options, password: Optional[str], tlsOptions: Any = None) -> "Server":
     """
     The L{Server} the options describe, with its handler and its log: what
     C{twistd tlsjson} runs, in its own process or in each worker.
@@ -285,8 +306,17 @@ def buildServer(options: Options, password: str, tlsOptions: Any = None) -> "Ser
 
         cluster = Cluster(options["nats"], prefix=options["nats-prefix"],
                           options=natsOptions(options["nats-credentials"], options["nats-ca"]))
-    server = Server(password, tlsOptions=tlsOptions, settings=options.settings,
-                    cluster=cluster)
+    authenticator = None
+    if options["credentials"]:
+        from txtlsjson.credentials import CredentialsFile
+        from txtlsjson.errors import CredentialsError
+
+        try:
+            authenticator = CredentialsFile(options["credentials"])
+        except CredentialsError as e:
+            raise _fail(str(e)) from None
+    server = Server(password, authenticator=authenticator, tlsOptions=tlsOptions,
+                    settings=options.settings, cluster=cluster)
     if cluster is not None:
         server.log.info("node {serial} joining the cluster through NATS at {urls}",
                         serial=cluster.serial, urls=", ".join(options["nats"]))

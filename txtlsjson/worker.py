@@ -109,6 +109,12 @@ def main() -> None:
     tlsOptions = serverTLSOptions(options["cert"], options["key"], options["chain"],
                                   options["client-ca"] or None)
     server = buildServer(options, config["password"], tlsOptions)
+    if options["credentials"]:
+        from txtlsjson.hangup import OnHangup
+        from txtlsjson.service import reloadCredentials
+
+        # The parent passes its SIGHUP on to each worker.
+        OnHangup(reactor, lambda: reloadCredentials(server)).install()
     fd = config["fd"]
 
     def listening(port: Any) -> None:

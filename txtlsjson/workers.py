@@ -35,6 +35,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txtlsjson.errors import ListenFailed
+from txtlsjson.hangup import OnHangup
 
 if TYPE_CHECKING:
     from txtlsjson.tap import Options
@@ -90,13 +91,15 @@ class WorkerPool(Service):
 
     log = Logger()
 
-    def __init__(self, options: "Options", password: str, exitOnListenFailure: bool = False,
+    def __init__(self, options: "Options", password: Optional[str], exitOnListenFailure: bool = False,
                  reactor: Any = None, executable: str = sys.executable) -> None:
         """
         @param options: the parsed C{twistd tlsjson} options (with C{--port});
             the workers parse the same arguments.
         @param password: the password, sent to each worker on its standard
-            input (never on a command line).
+            input (never on a command line); L{None} with C{--credentials}
+            (each worker reads the file, and C{SIGHUP} is passed on to them
+            to reload it).
         @param exitOnListenFailure: on a failure to bind, raise
             C{SystemExit} with a one-line message (for C{twistd -n}) rather
             than L{ListenFailed}.
@@ -118,6 +121,9 @@ class WorkerPool(Service):
         self._restarts: Dict[int, IDelayedCall] = {}
         self._delays: Dict[int, float] = {}
         self._stopping = False
+        self._hangup: Optional[OnHangup] = None
+        if options["credentials"]:
+            self._hangup = OnHangup(reactor, self._passOnHangup)
 
     # -- the service ---------------------------------------------------------
 
@@ -137,6 +143,13 @@ class WorkerPool(Service):
         self._stopping = False
         for number in range(1, self.count + 1):
             self._start(number)
+        if self._hangup is not None:
+            self._hangup.install()
+
+    def _passOnHangup(self) -> None:
+        self.log.info("SIGHUP: passing it on to the {count} workers", count=len(self.workers))
+        for worker in self.workers.values():
+            self._signal(worker, "HUP")
 
     def stopService(self) -> "Deferred[None]":
         """
@@ -147,6 +160,8 @@ class WorkerPool(Service):
         """
         super().stopService()  # type: ignore[no-untyped-call]
         self._stopping = True
+        if self._hangup is not None:
+            self._hangup.uninstall()
         for call in self._restarts.values():
             if call.active():
                 call.cancel()
