@@ -234,11 +234,13 @@ def _answer(handler: Handler, channel: Channel, request: Dict[str, Any], res: An
         result.addCallback(res.send)
 
 
-def serveTxtlsjson(port: int, cert: str, key: str, handler: Handler) -> int:
+def serveTxtlsjson(port: int, cert: str, key: str, handler: Handler, metered: bool = False) -> int:
     from txtlsjson import Server
+    from txtlsjson.metrics import ServerMetrics
 
     server = Server(PASSWORD, certificate=cert, privateKey=key, requestTimeout=600,
-                    maxLineLength=64 * 1024 * 1024, maxBufferedBytes=256 * 1024 * 1024)
+                    maxLineLength=64 * 1024 * 1024, maxBufferedBytes=256 * 1024 * 1024,
+                    metrics=ServerMetrics() if metered else None)
     channels: Dict[int, Channel] = {}
     server.on("authenticated", lambda i, peer: channels.__setitem__(i, _ServerSide(server, i)))
     server.on("close", lambda i: channels.pop(i, None))
@@ -479,11 +481,18 @@ async def connectBytes(port: int, ca: str, handler: Handler) -> Channel:
     return peer
 
 
+def serveMetered(port: int, cert: str, key: str, handler: Handler) -> int:
+    return serveTxtlsjson(port, cert, key, handler, metered=True)
+
+
+#: C{metered}: a txtlsjson server counting into L{ServerMetrics} (what
+#: metrics cost), with the txtlsjson client.
 SERVE: Dict[str, Callable[..., int]] = {
-    "txtlsjson": serveTxtlsjson, "amp": serveAMP, "bare": serveBare, "bytes": serveBytes}
+    "txtlsjson": serveTxtlsjson, "amp": serveAMP, "bare": serveBare, "bytes": serveBytes,
+    "metered": serveMetered}
 CONNECT: Dict[str, Callable[..., Any]] = {
     "txtlsjson": connectTxtlsjson, "amp": connectAMP, "bare": connectBare,
-    "bytes": connectBytes}
+    "bytes": connectBytes, "metered": connectTxtlsjson}
 
 
 # -- many ----------------------------------------------------------------------

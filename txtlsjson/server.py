@@ -22,6 +22,7 @@ from txtlsjson.credentials import Authenticator, Identity
 from txtlsjson.errors import ClusterUnavailable, NotConnected, TLSJSONError
 from txtlsjson.events import EventEmitter, sendOrReport, unexpectedEnd
 from txtlsjson.manyclients import ManyClients
+from txtlsjson.metrics import MeteredProtocol, ServerMetrics
 from txtlsjson.pacing import ClusterPacer
 from txtlsjson.protocol import TLSJSONServerFactory, TLSJSONServerProtocol, peerOf
 from txtlsjson.rooms import Rooms
@@ -72,8 +73,15 @@ class _ServerProtocol(TLSJSONServerProtocol):
             server._unregister(self)
 
 
+class _MeteredServerProtocol(MeteredProtocol, _ServerProtocol):
+    """
+    The protocol of a server that counts (see L{txtlsjson.metrics}).
+    """
+
+
 class _ServerFactory(TLSJSONServerFactory):
     protocol = _ServerProtocol
+    metrics: Optional[ServerMetrics] = None
 
     def __init__(self, server: "Server", password: Optional[str], settings: ServerSettings,
                  authenticator: Optional[Authenticator], reactor: Optional[IReactorTime]) -> None:
@@ -103,6 +111,7 @@ class Server(EventEmitter, ManyClients):
 
     @ivar factory: the L{TLSJSONServerFactory} underneath.
     @ivar settings: the L{ServerSettings}.
+    @ivar metrics: the L{ServerMetrics} it counts into, or L{None}.
     """
 
     events = frozenset({"authenticated", "message", "request", "close", "error", "timeout"})
@@ -119,6 +128,7 @@ class Server(EventEmitter, ManyClients):
         tlsOptions: Any = None,
         settings: Optional[ServerSettings] = None,
         cluster: "Optional[Cluster]" = None,
+        metrics: Optional[ServerMetrics] = None,
         reactor: Optional[IReactorTime] = None,
         **overrides: Any,
     ) -> None:
@@ -145,6 +155,9 @@ class Server(EventEmitter, ManyClients):
             broadcast reach clients on any node.  The server joins it when
             it starts listening, in the background, and leaves it on
             L{close}.
+        @param metrics: a L{ServerMetrics} to count into (see
+            L{txtlsjson.metrics}); without one the server counts nothing,
+            at no cost.
         @param reactor: the reactor; the global one by default.
         @param overrides: settings by name, replacing those of C{settings}:
             C{Server(password, ..., requestTimeout=5)}.
@@ -161,6 +174,10 @@ class Server(EventEmitter, ManyClients):
         self._tlsOptions = tlsOptions
         self.settings = ServerSettings.fromOverrides(settings, overrides)
         self.factory = _ServerFactory(self, password, self.settings, authenticator, reactor)
+        self.metrics = metrics
+        if metrics is not None:
+            self.factory.metrics = metrics
+            self.factory.protocol = _MeteredServerProtocol
         self._reactor: Any = self.factory.clock
         self._connections: Dict[int, _ServerProtocol] = {}
         self._rooms: Rooms[int] = Rooms()
@@ -389,6 +406,8 @@ class Server(EventEmitter, ManyClients):
         if protocol is None or not protocol.isAuthenticated:
             return False
         protocol.writeLine(line)
+        if self.metrics is not None:
+            self.metrics.messagesSent += 1
         return True
 
     def _requestLocal(self, connectionId: int, request: JSONObject) -> "Deferred[JSONObject]":

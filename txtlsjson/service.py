@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any, List, Optional, Sequence, Tuple
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -27,10 +27,11 @@ from txtlsjson.hangup import OnHangup
 from txtlsjson.server import Server
 
 
-class TLSJSONService(Service):
+class TLSJSONService(MultiService):
     """
     Listens with a L{Server} on endpoints when started; stops listening,
     closes every client and fails their pending requests when stopped.
+    Services added to it (a metrics endpoint) start and stop with it.
 
     @ivar server: the L{Server}.
     """
@@ -54,6 +55,7 @@ class TLSJSONService(Service):
         @param reloadOnHangup: while running, reload the server's
             credentials on each C{SIGHUP} (L{reloadCredentials}).
         """
+        super().__init__()  # type: ignore[no-untyped-call]
         self.server = server
         self._endpoints = list(endpoints)
         self._exitOnListenFailure = exitOnListenFailure
@@ -108,11 +110,72 @@ class TLSJSONService(Service):
 
         @return: a Deferred that fires once all of them are closed.
         """
-        super().stopService()  # type: ignore[no-untyped-call]
+        children = maybeDeferred(super().stopService)
         self._listening = False
         if self._hangup is not None:
             self._hangup.uninstall()
-        return self.server.close()
+        return gatherResults([children, self.server.close()]).addCallback(lambda _: None)
+
+
+class ListeningService(Service):
+    """
+    Listens with a factory on one endpoint while running -- the
+    C{--metrics} web server, say.  A failure to listen raises
+    C{SystemExit} with one line (for C{twistd -n}) or L{ListenFailed}.
+    """
+
+    log = Logger()
+
+    def __init__(self, description: str, endpoint: IStreamServerEndpoint, factory: Any,
+                 exitOnListenFailure: bool = False) -> None:
+        """
+        @param description: what it serves where, for messages.
+        """
+        self._description = description
+        self._endpoint = endpoint
+        self._factory = factory
+        self._exitOnListenFailure = exitOnListenFailure
+        self._port: Any = None
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen now, before twistd sheds privileges.
+        """
+        super().privilegedStartService()  # type: ignore[no-untyped-call]
+        self._listen()
+
+    def startService(self) -> None:
+        """
+        Listen, if L{privilegedStartService} did not already.
+        """
+        super().startService()  # type: ignore[no-untyped-call]
+        self._listen()
+
+    def _listen(self) -> None:
+        if self._port is not None:
+            return
+        outcome: List[Any] = []
+        self._port = self._endpoint.listen(self._factory)
+        self._port.addBoth(outcome.append)
+        if outcome and isinstance(outcome[0], Failure):
+            self._port = None
+            message = f"cannot listen on {self._description}: {outcome[0].getErrorMessage()}"
+            if self._exitOnListenFailure:
+                raise SystemExit(f"twistd tlsjson: {message}")
+            raise ListenFailed(message)
+        if outcome:
+            self.log.info("{description} on {address}", description=self._description,
+                          address=outcome[0].getHost())
+
+    def stopService(self) -> "Deferred[None]":
+        """
+        Stop listening.
+        """
+        super().stopService()  # type: ignore[no-untyped-call]
+        port, self._port = self._port, None
+        if port is None:
+            return succeed(None)
+        return port.addCallback(lambda listening: listening.stopListening())  # type: ignore[no-any-return]
 
 
 def reloadCredentials(server: Server) -> None:

@@ -28,6 +28,7 @@ from txtlsjson.settings import LISTEN_PORT, WORKERS, Kind, ServerSettings
 
 if TYPE_CHECKING:
     from txtlsjson.server import Server
+    from txtlsjson.service import TLSJSONService
 
 #: Where C{--dev} listens (its files: L{txtlsjson.dev}).
 DEV_PORT = 8888
@@ -99,6 +100,9 @@ class Options(usage.Options):
          "$TLSJSON_NATS_USER and $TLSJSON_NATS_PASSWORD)."],
         ["nats-ca", None, None, "PEM file of the CA to verify a tls:// NATS server with."],
         ["nats-prefix", None, "tlsjson", "First token of the cluster's NATS subjects."],
+        ["metrics", None, None,
+         "Serve Prometheus metrics on this server endpoint, e.g. tcp:9100:interface=127.0.0.1 "
+         "(needs pip install 'txtlsjson[metrics]')."],
         ["workers", None, 1,
          "Worker processes serving --port: this process binds the socket and each worker "
          "accepts connections on it (1: serve in this process).", _coerce("workers", WORKERS)],
@@ -180,6 +184,10 @@ class Options(usage.Options):
             raise usage.UsageError(
                 "--cert, --key, --chain and --client-ca go with --port; an ssl: --listen "
                 "endpoint names its own files")
+        if self["metrics"] and self["workers"] > 1:
+            raise usage.UsageError(
+                "--metrics counts one process; with --workers each worker counts apart, which "
+                "one endpoint cannot serve yet: run --metrics without --workers")
         if self["workers"] > 1 and (self["listen"] or self["port"] is None):
             raise usage.UsageError(
                 "--workers serves --port (with --cert and --key); --listen endpoints are "
@@ -278,9 +286,33 @@ def makeService(options: Options) -> IService:
             except HandlerError as e:
                 raise _fail(str(e)) from None
         return WorkerPool(options, password, exitOnListenFailure=nodaemon)
-    return TLSJSONService(buildServer(options, password, tlsOptions), endpoints,
-                          exitOnListenFailure=nodaemon,
-                          reloadOnHangup=bool(options["credentials"]))
+    service = TLSJSONService(buildServer(options, password, tlsOptions), endpoints,
+                             exitOnListenFailure=nodaemon,
+                             reloadOnHangup=bool(options["credentials"]))
+    if options["metrics"]:
+        _serveMetrics(service, options["metrics"], reactor, nodaemon)
+    return service
+
+
+def _serveMetrics(service: "TLSJSONService", description: str, reactor: Any,
+                  exitOnListenFailure: bool) -> None:
+    """
+    Serve the server's metrics on the endpoint C{description}, as a child of
+    C{service}.
+    """
+    from twisted.internet.endpoints import serverFromString
+
+    from txtlsjson.metrics import metricsSite
+    from txtlsjson.service import ListeningService
+
+    try:
+        endpoint = serverFromString(reactor, description)
+    except Exception as e:
+        raise _fail(f"bad --metrics endpoint {description!r}: {e}") from None
+    assert service.server.metrics is not None
+    ListeningService(f"Prometheus metrics ({description})", endpoint,
+                     metricsSite(service.server.metrics),
+                     exitOnListenFailure=exitOnListenFailure).setServiceParent(service)  # type: ignore[no-untyped-call]
 
 
 def buildServer(options: Options, password: Optional[str], tlsOptions: Any = None) -> "Server":
@@ -315,8 +347,17 @@ def buildServer(options: Options, password: Optional[str], tlsOptions: Any = Non
             authenticator = CredentialsFile(options["credentials"])
         except CredentialsError as e:
             raise _fail(str(e)) from None
+    metrics = None
+    if options["metrics"]:
+        try:
+            import prometheus_client  # noqa: F401  (the metrics extra)
+        except ImportError:
+            raise _fail("--metrics needs prometheus-client: pip install 'txtlsjson[metrics]'") from None
+        from txtlsjson.metrics import ServerMetrics
+
+        metrics = ServerMetrics()
     server = Server(password, authenticator=authenticator, tlsOptions=tlsOptions,
-                    settings=options.settings, cluster=cluster)
+                    settings=options.settings, cluster=cluster, metrics=metrics)
     if cluster is not None:
         server.log.info("node {serial} joining the cluster through NATS at {urls}",
                         serial=cluster.serial, urls=", ".join(options["nats"]))

@@ -1,0 +1,342 @@
+"""
+What a server counts, and its Prometheus exposition.
+
+C{Server(..., metrics=ServerMetrics())} counts; a server without one counts
+nothing and pays nothing: its connections are L{MeteredProtocol}s only when
+it has metrics, so the paths of every message stay as they are otherwise.
+The counts are plain attributes of L{ServerMetrics} (read them in Python),
+and L{MetricsCollector} turns them into Prometheus metrics when scraped --
+with C{pip install 'txtlsjson[metrics]'}, L{metricsResource} serves them
+over HTTP from any Twisted web server, and C{twistd tlsjson --metrics
+ENDPOINT} does it for you.
+
+The metrics, all prefixed C{tlsjson_}:
+
+  - C{connections} (gauge) and C{connections_total}: open, and accepted;
+  - C{authentications_total} and C{authentication_failures_total};
+  - C{messages_received_total}, C{messages_sent_total},
+    C{requests_received_total}, C{requests_sent_total};
+  - C{request_duration_seconds} (histogram) with C{direction="received"}
+    (from a client's request arriving to its answer being sent) and
+    C{direction="sent"} (a request to a client, until its response, or
+    its failure, arrives);
+  - C{received_bytes_total}, C{sent_bytes_total}: on the wire, TLS records
+    included;
+  - C{keepalive_timeouts_total}, C{slow_consumer_drops_total},
+    C{line_too_long_total}.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from time import perf_counter
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
+
+from twisted.internet.defer import Deferred
+
+from txtlsjson.answers import answerRequest
+from txtlsjson.errors import AuthenticationFailed, LineTooLong, SlowConsumer, TLSJSONError
+from txtlsjson.wire import JSONObject
+
+#: The upper bounds of the latency buckets, in seconds: a round trip on one
+#: host takes a few hundred microseconds; a slow handler, seconds.
+BUCKETS: Tuple[float, ...] = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                              0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class LatencyHistogram:
+    """
+    Request durations in buckets, cheap to add to (no lock: the reactor's
+    thread is the only writer).
+
+    @ivar counts: how many durations fell in each bucket (not cumulative),
+        the last one for those above every bound.
+    @ivar total: the sum of the durations, in seconds.
+    """
+
+    def __init__(self, bounds: Sequence[float] = BUCKETS) -> None:
+        self.bounds = tuple(bounds)
+        self.counts: List[int] = [0] * (len(self.bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """
+        Add one duration.
+        """
+        self.counts[bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds
+
+    @property
+    def count(self) -> int:
+        """
+        How many durations were added.
+        """
+        return sum(self.counts)
+
+    def cumulative(self) -> List[Tuple[str, int]]:
+        """
+        The buckets as Prometheus has them: C{(le, count at or below)},
+        ending with C{("+Inf", count)}.
+        """
+        buckets = []
+        running = 0
+        for bound, count in zip(self.bounds + (float("inf"),), self.counts):
+            running += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
+        return buckets
+
+
+class ServerMetrics:
+    """
+    The counts of one server (all its connections), as plain attributes.
+
+    @ivar connectionsTotal: connections accepted.
+    @ivar connectionsOpen: connections open now.
+    @ivar authentications: clients authenticated.
+    @ivar authenticationFailures: password attempts refused.
+    @ivar messagesReceived: application messages from clients.
+    @ivar messagesSent: application messages to clients.
+    @ivar requestsReceived: requests from clients.
+    @ivar requestsSent: requests to clients.
+    @ivar receivedBytes: bytes read from clients' sockets.
+    @ivar sentBytes: bytes written to clients' sockets.
+    @ivar keepAliveTimeouts: clients dropped for not answering a ping.
+    @ivar slowConsumerDrops: clients dropped for not reading.
+    @ivar lineTooLong: connections closed for a line over the limit.
+    @ivar answerDurations: from a client's request to its answer.
+    @ivar requestDurations: from a request to a client to its outcome.
+    """
+
+    def __init__(self) -> None:
+        self.connectionsTotal = 0
+        self.connectionsOpen = 0
+        self.authentications = 0
+        self.authenticationFailures = 0
+        self.messagesReceived = 0
+        self.messagesSent = 0
+        self.requestsReceived = 0
+        self.requestsSent = 0
+        self.receivedBytes = 0
+        self.sentBytes = 0
+        self.keepAliveTimeouts = 0
+        self.slowConsumerDrops = 0
+        self.lineTooLong = 0
+        self.answerDurations = LatencyHistogram()
+        self.requestDurations = LatencyHistogram()
+
+    def __repr__(self) -> str:
+        return (f"<ServerMetrics {self.connectionsOpen} open, {self.messagesReceived} messages "
+                f"and {self.requestsReceived} requests received>")
+
+
+class MeteredProtocol:
+    """
+    Mixed into a server's protocol class when the server has metrics: counts
+    what passes, then does what the protocol does.  It needs
+    C{self.factory.metrics}.
+    """
+
+    factory: Any
+    transport: Any
+    session: Any
+    _metrics: ServerMetrics
+
+    def connectionMade(self) -> None:
+        metrics = self._metrics = self.factory.metrics
+        metrics.connectionsTotal += 1
+        metrics.connectionsOpen += 1
+        self._answering: Dict[int, float] = {}
+        self._meterWire()
+        super().connectionMade()  # type: ignore[misc]
+        session = self.session
+        if session is not None:
+            self._meterSession(session)
+
+    def _meterWire(self) -> None:
+        """
+        Count the bytes of the socket beneath TLS: what TLS reads and what it
+        writes (or the connection's own, without TLS).
+        """
+        metrics = self._metrics
+        tls = self.transport
+        socket = getattr(tls, "transport", None)
+        if socket is None or getattr(socket, "protocol", None) is not tls:
+            socket, tls = tls, self
+        write = socket.write
+        writeSequence = socket.writeSequence
+        received = tls.dataReceived
+
+        def countWrite(data: bytes) -> None:
+            metrics.sentBytes += len(data)
+            write(data)
+
+        def countWriteSequence(data: Sequence[bytes]) -> None:
+            metrics.sentBytes += sum(map(len, data))
+            writeSequence(data)
+
+        def countReceived(data: bytes) -> None:
+            metrics.receivedBytes += len(data)
+            received(data)
+
+        socket.write = countWrite
+        socket.writeSequence = countWriteSequence
+        tls.dataReceived = countReceived
+
+    def _meterSession(self, session: Any) -> None:
+        metrics = self._metrics
+        answering = self._answering
+        send, request, respond = session.send, session.request, session.respond
+        answered = metrics.answerDurations.observe
+        finished = metrics.requestDurations.observe
+
+        def countSend(message: JSONObject) -> None:
+            send(message)
+            metrics.messagesSent += 1
+
+        def countRequest(message: JSONObject) -> "Deferred[JSONObject]":
+            metrics.requestsSent += 1
+            start = perf_counter()
+
+            def done(outcome: Any) -> Any:
+                finished(perf_counter() - start)
+                return outcome
+
+            return request(message).addBoth(done)  # type: ignore[no-any-return]
+
+        def timeRespond(requestId: int, response: JSONObject) -> None:
+            start = answering.pop(requestId, None)
+            respond(requestId, response)
+            if start is not None:
+                answered(perf_counter() - start)
+
+        session.send = countSend
+        session.request = countRequest
+        session.respond = timeRespond
+
+    def sessionRequest(self, requestId: int, request: JSONObject) -> None:
+        self._metrics.requestsReceived += 1
+        self._answering[requestId] = perf_counter()
+        answerRequest(self, requestId, request)  # type: ignore[arg-type]
+
+    def messageReceived(self, message: JSONObject) -> None:
+        self._metrics.messagesReceived += 1
+        super().messageReceived(message)  # type: ignore[misc]
+
+    def sessionAuthenticated(self) -> None:
+        self._metrics.authentications += 1
+        super().sessionAuthenticated()  # type: ignore[misc]
+
+    def errorReceived(self, error: TLSJSONError) -> None:
+        metrics = self._metrics
+        if isinstance(error, AuthenticationFailed):
+            metrics.authenticationFailures += 1
+        elif isinstance(error, SlowConsumer):
+            metrics.slowConsumerDrops += 1
+        elif isinstance(error, LineTooLong):
+            metrics.lineTooLong += 1
+        super().errorReceived(error)  # type: ignore[misc]
+
+    def keepAliveTimedOut(self) -> None:
+        self._metrics.keepAliveTimeouts += 1
+        super().keepAliveTimedOut()  # type: ignore[misc]
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if not getattr(self, "_closed", True):
+            self._metrics.connectionsOpen -= 1
+            self._answering.clear()
+        super().connectionLost(reason)  # type: ignore[misc]
+
+
+# -- Prometheus -----------------------------------------------------------------
+
+class MetricsCollector:
+    """
+    A Prometheus collector of a L{ServerMetrics}: register it with a
+    C{prometheus_client} registry; it reads the counts when scraped.
+    """
+
+    def __init__(self, metrics: ServerMetrics, prefix: str = "tlsjson") -> None:
+        self.metrics = metrics
+        self.prefix = prefix
+
+    def collect(self) -> Iterator[Any]:
+        """
+        The metrics, as C{prometheus_client} metric families.
+        """
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        m, p = self.metrics, self.prefix
+        yield GaugeMetricFamily(f"{p}_connections", "Connections open now.",
+                                value=m.connectionsOpen)
+        counters = [
+            ("connections", "Connections accepted.", m.connectionsTotal),
+            ("authentications", "Clients authenticated.", m.authentications),
+            ("authentication_failures", "Password attempts refused.", m.authenticationFailures),
+            ("messages_received", "Application messages received from clients.", m.messagesReceived),
+            ("messages_sent", "Application messages sent to clients.", m.messagesSent),
+            ("requests_received", "Requests received from clients.", m.requestsReceived),
+            ("requests_sent", "Requests sent to clients.", m.requestsSent),
+            ("received_bytes", "Bytes read from clients' sockets (TLS records included).",
+             m.receivedBytes),
+            ("sent_bytes", "Bytes written to clients' sockets (TLS records included).",
+             m.sentBytes),
+            ("keepalive_timeouts", "Clients dropped for not answering a keepalive ping.",
+             m.keepAliveTimeouts),
+            ("slow_consumer_drops", "Clients dropped for not reading what waited for them.",
+             m.slowConsumerDrops),
+            ("line_too_long", "Connections closed for a line over the length limit.",
+             m.lineTooLong),
+        ]
+        for name, help, value in counters:
+            yield CounterMetricFamily(f"{p}_{name}", help, value=value)
+        durations = HistogramMetricFamily(
+            f"{p}_request_duration_seconds",
+            "Request durations: received, from a client's request to its answer; sent, from "
+            "a request to a client to its outcome.", labels=["direction"])
+        for direction, histogram in (("received", m.answerDurations), ("sent", m.requestDurations)):
+            durations.add_metric([direction], histogram.cumulative(), histogram.total)
+        yield durations
+
+
+def metricsResource(metrics: ServerMetrics, prefix: str = "tlsjson") -> Any:
+    """
+    A C{twisted.web} resource serving C{metrics} in Prometheus's text format
+    (C{pip install 'txtlsjson[metrics]'}); put it at C{/metrics} of a
+    C{Site}, as C{twistd tlsjson --metrics} does.  It renders in the
+    reactor's thread, where the counts are kept.
+    """
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from twisted.web.resource import Resource
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MetricsCollector(metrics, prefix))
+
+    class MetricsPage(Resource):
+        isLeaf = True
+
+        def render_GET(self, request: Any) -> bytes:
+            request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
+            return generate_latest(registry)
+
+    return MetricsPage()  # type: ignore[no-untyped-call]
+
+
+def metricsSite(metrics: ServerMetrics) -> Any:
+    """
+    A C{twisted.web} C{Site} with L{metricsResource} at C{/metrics} (and
+    at C{/}).
+    """
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    root = Resource()
+    page = metricsResource(metrics)
+    root.putChild(b"metrics", page)
+    root.putChild(b"", page)
+    site = Site(root)
+    site.noisy = False
+    return site
