@@ -30,7 +30,8 @@ all of them:
 from __future__ import annotations
 
 from inspect import isawaitable
-from typing import TYPE_CHECKING, Any, Coroutine, Optional, cast
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Optional, cast
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
@@ -76,21 +77,57 @@ def answerRequest(connection: "TLSJSONProtocol", requestId: int, request: JSONOb
         answer(connection, requestId, result)
 
 
-def answer(connection: "TLSJSONProtocol", requestId: int, result: Any) -> None:
+def answer(connection: "TLSJSONProtocol", requestId: int, result: Any) -> "Optional[Deferred[Any]]":
     """
     Send C{result}, a hook's answer to request C{requestId}, by the rules
     of this module: now if it is a dict, later if it is a Deferred or a
     coroutine, never if it is L{None}.
+
+    @return: the Deferred the answer waits for, if it waits; its callbacks
+        run after the answer is sent (or the failure logged).
     """
     if result is None:
-        return
+        return None
     result = asDeferred(result)
     if isinstance(result, Deferred):
-        result.addCallbacks(_send, _handlerFailed,
-                            callbackArgs=(connection, requestId),
-                            errbackArgs=(connection, requestId))
-        return
+        return result.addCallbacks(_send, _handlerFailed,
+                                   callbackArgs=(connection, requestId),
+                                   errbackArgs=(connection, requestId))
     _send(result, connection, requestId)
+    return None
+
+
+def answerTimedRequest(connection: "TLSJSONProtocol", requestId: int, request: JSONObject,
+                       observe: Callable[[float], None]) -> None:
+    """
+    L{answerRequest}, telling C{observe} how many seconds the answer took:
+    from now until it is sent, or the hook's failure logged (a request the
+    hook answers with L{None} is not observed).  A metered server's
+    C{sessionRequest} (L{txtlsjson.metrics}).
+    """
+    start = perf_counter()
+    try:
+        result = connection.requestReceived(request)
+    except Exception:
+        _handlerFailed(Failure(), connection, requestId)
+        observe(perf_counter() - start)
+        return
+    if type(result) is dict:
+        _send(result, connection, requestId)
+        observe(perf_counter() - start)
+        return
+    if result is None:
+        return
+    waiting = answer(connection, requestId, result)
+    if waiting is None:
+        observe(perf_counter() - start)
+    else:
+        waiting.addBoth(_observe, observe, start)
+
+
+def _observe(result: Any, observe: Callable[[float], None], start: float) -> Any:
+    observe(perf_counter() - start)
+    return result
 
 
 def _send(response: Any, connection: "TLSJSONProtocol", requestId: int) -> None:

@@ -2,8 +2,11 @@
 What a server counts, and its Prometheus exposition.
 
 C{Server(..., metrics=ServerMetrics())} counts; a server without one counts
-nothing and pays nothing: its connections are L{MeteredProtocol}s only when
-it has metrics, so the paths of every message stay as they are otherwise.
+nothing and pays nothing: only a server with metrics builds its
+connections from the metered protocol class (which counts in the hooks it
+has anyway, and times requests with L{TimedPendingRequests} and
+L{answerTimedRequest<txtlsjson.answers.answerTimedRequest>}), so the paths
+of every message stay as they are otherwise.
 The counts are plain attributes of L{ServerMetrics} (read them in Python),
 and L{MetricsCollector} turns them into Prometheus metrics when scraped --
 with C{pip install 'txtlsjson[metrics]'}, L{metricsResource} serves them
@@ -18,8 +21,8 @@ The metrics, all prefixed C{tlsjson_}:
     C{requests_received_total}, C{requests_sent_total};
   - C{request_duration_seconds} (histogram) with C{direction="received"}
     (from a client's request arriving to its answer being sent) and
-    C{direction="sent"} (a request to a client, until its response, or
-    its failure, arrives);
+    C{direction="sent"} (a request to a client, until its response
+    arrives);
   - C{received_bytes_total}, C{sent_bytes_total}: on the wire, TLS records
     included;
   - C{keepalive_timeouts_total}, C{slow_consumer_drops_total},
@@ -29,13 +32,12 @@ The metrics, all prefixed C{tlsjson_}:
 from __future__ import annotations
 
 from bisect import bisect_left
-from time import perf_counter
-from typing import Any, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Iterator, List, Sequence, Tuple
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 
-from txtlsjson.answers import answerRequest
-from txtlsjson.errors import AuthenticationFailed, LineTooLong, SlowConsumer, TLSJSONError
+from txtlsjson.requests import PendingRequests
 from txtlsjson.wire import JSONObject
 
 #: The upper bounds of the latency buckets, in seconds: a round trip on one
@@ -129,122 +131,58 @@ class ServerMetrics:
                 f"and {self.requestsReceived} requests received>")
 
 
-class MeteredProtocol:
+class TimedPendingRequests(PendingRequests):
     """
-    Mixed into a server's protocol class when the server has metrics: counts
-    what passes, then does what the protocol does.  It needs
-    C{self.factory.metrics}.
+    A connection's L{PendingRequests} that counts the requests issued and
+    times each until its response arrives (requests that time out, are
+    cancelled or lose their connection are counted but not timed).
     """
 
-    factory: Any
-    transport: Any
-    session: Any
-    _metrics: ServerMetrics
+    def __init__(self, clock: IReactorTime, timeout: float, metrics: ServerMetrics) -> None:
+        super().__init__(clock, timeout)
+        self._metrics = metrics
+        self._observe = metrics.requestDurations.observe
 
-    def connectionMade(self) -> None:
-        metrics = self._metrics = self.factory.metrics
-        metrics.connectionsTotal += 1
-        metrics.connectionsOpen += 1
-        self._answering: Dict[int, float] = {}
-        self._meterWire()
-        super().connectionMade()  # type: ignore[misc]
-        session = self.session
-        if session is not None:
-            self._meterSession(session)
+    def issue(self) -> "Deferred[JSONObject]":
+        self._metrics.requestsSent += 1
+        return PendingRequests.issue(self)
 
-    def _meterWire(self) -> None:
-        """
-        Count the bytes of the socket beneath TLS: what TLS reads and what it
-        writes (or the connection's own, without TLS).
-        """
-        metrics = self._metrics
-        tls = self.transport
-        socket = getattr(tls, "transport", None)
-        if socket is None or getattr(socket, "protocol", None) is not tls:
-            socket, tls = tls, self
-        write = socket.write
-        writeSequence = socket.writeSequence
-        received = tls.dataReceived
+    def resolve(self, ident: object, response: JSONObject) -> bool:
+        entry = self._pending.get(ident) if type(ident) is int else None
+        if entry is not None:
+            self._observe(self._seconds() - entry[1])
+        return PendingRequests.resolve(self, ident, response)
 
-        def countWrite(data: bytes) -> None:
-            metrics.sentBytes += len(data)
-            write(data)
 
-        def countWriteSequence(data: Sequence[bytes]) -> None:
-            metrics.sentBytes += sum(map(len, data))
-            writeSequence(data)
+def meterWire(protocol: Any, metrics: ServerMetrics) -> None:
+    """
+    Count the bytes of C{protocol}'s socket, beneath TLS: what TLS reads and
+    what it writes (or the protocol's own, without TLS).  Per socket read
+    and write, not per message.
+    """
+    tls = protocol.transport
+    socket = getattr(tls, "transport", None)
+    if socket is None or getattr(socket, "protocol", None) is not tls:
+        socket, tls = tls, protocol
+    write = socket.write
+    writeSequence = socket.writeSequence
+    received = tls.dataReceived
 
-        def countReceived(data: bytes) -> None:
-            metrics.receivedBytes += len(data)
-            received(data)
+    def countWrite(data: bytes) -> None:
+        metrics.sentBytes += len(data)
+        write(data)
 
-        socket.write = countWrite
-        socket.writeSequence = countWriteSequence
-        tls.dataReceived = countReceived
+    def countWriteSequence(data: Sequence[bytes]) -> None:
+        metrics.sentBytes += sum(map(len, data))
+        writeSequence(data)
 
-    def _meterSession(self, session: Any) -> None:
-        metrics = self._metrics
-        answering = self._answering
-        send, request, respond = session.send, session.request, session.respond
-        answered = metrics.answerDurations.observe
-        finished = metrics.requestDurations.observe
+    def countReceived(data: bytes) -> None:
+        metrics.receivedBytes += len(data)
+        received(data)
 
-        def countSend(message: JSONObject) -> None:
-            send(message)
-            metrics.messagesSent += 1
-
-        def countRequest(message: JSONObject) -> "Deferred[JSONObject]":
-            metrics.requestsSent += 1
-            start = perf_counter()
-
-            def done(outcome: Any) -> Any:
-                finished(perf_counter() - start)
-                return outcome
-
-            return request(message).addBoth(done)  # type: ignore[no-any-return]
-
-        def timeRespond(requestId: int, response: JSONObject) -> None:
-            start = answering.pop(requestId, None)
-            respond(requestId, response)
-            if start is not None:
-                answered(perf_counter() - start)
-
-        session.send = countSend
-        session.request = countRequest
-        session.respond = timeRespond
-
-    def sessionRequest(self, requestId: int, request: JSONObject) -> None:
-        self._metrics.requestsReceived += 1
-        self._answering[requestId] = perf_counter()
-        answerRequest(self, requestId, request)  # type: ignore[arg-type]
-
-    def messageReceived(self, message: JSONObject) -> None:
-        self._metrics.messagesReceived += 1
-        super().messageReceived(message)  # type: ignore[misc]
-
-    def sessionAuthenticated(self) -> None:
-        self._metrics.authentications += 1
-        super().sessionAuthenticated()  # type: ignore[misc]
-
-    def errorReceived(self, error: TLSJSONError) -> None:
-        metrics = self._metrics
-        if isinstance(error, AuthenticationFailed):
-            metrics.authenticationFailures += 1
-        elif isinstance(error, SlowConsumer):
-            metrics.slowConsumerDrops += 1
-        elif isinstance(error, LineTooLong):
-            metrics.lineTooLong += 1
-        super().errorReceived(error)  # type: ignore[misc]
-
-    def keepAliveTimedOut(self) -> None:
-        self._metrics.keepAliveTimeouts += 1
-        super().keepAliveTimedOut()  # type: ignore[misc]
-
-    def connectionLost(self, reason: Any = None) -> None:
-        if not getattr(self, "_closed", True):
-            self._metrics.connectionsOpen -= 1
-            self._answering.clear()
-        super().connectionLost(reason)  # type: ignore[misc]
+    socket.write = countWrite
+    socket.writeSequence = countWriteSequence
+    tls.dataReceived = countReceived
 
 
 # -- Prometheus -----------------------------------------------------------------

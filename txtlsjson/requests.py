@@ -47,7 +47,7 @@ class PendingRequests:
         """
         self._clock = clock
         self._timeout = timeout
-        # id -> (Deferred, deadline), in the order issued.
+        # id -> (Deferred, when issued), in the order issued.
         self._pending: Dict[int, Tuple["Deferred[JSONObject]", float]] = {}
         self._timer: Optional[IDelayedCall] = None
         self.nextId = 1
@@ -73,13 +73,9 @@ class PendingRequests:
         self.nextId = ident + 1
         d = _RequestDeferred(self._canceller)
         d.requestId = ident
-        timeout = self._timeout
-        if timeout > 0:
-            self._pending[ident] = (d, self._seconds() + timeout)
-            if self._timer is None:
-                self._timer = self._clock.callLater(timeout, self._expire)
-        else:
-            self._pending[ident] = (d, 0.0)
+        self._pending[ident] = (d, self._seconds())
+        if self._timer is None and self._timeout > 0:
+            self._timer = self._clock.callLater(self._timeout, self._expire)
         return d
 
     def _forgetCancelled(self, d: "Deferred[JSONObject]") -> None:
@@ -95,16 +91,17 @@ class PendingRequests:
     def _expire(self) -> None:
         self._timer = None
         now = self._clock.seconds()
+        timeout = self._timeout
         pending = self._pending
         expired = []
-        for ident, (_, deadline) in pending.items():
-            if deadline > now:
+        for ident, (_, issued) in pending.items():
+            if issued + timeout > now:
                 break
             expired.append(ident)
         deferreds = [pending.pop(ident)[0] for ident in expired]
         if pending:
             oldest = next(iter(pending.values()))[1]
-            self._timer = self._clock.callLater(max(0.0, oldest - now), self._expire)
+            self._timer = self._clock.callLater(max(0.0, oldest + timeout - now), self._expire)
         # Errbacks last: they may issue, answer or cancel other requests.
         for d in deferreds:
             d.errback(RequestTimeout())
