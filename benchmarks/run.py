@@ -221,7 +221,11 @@ def table(results: Dict[Tuple[str, str], List[Dict[str, Any]]], impls: List[str]
             metrics = [("value", "", None, 1, True),
                        ("firstRequest", ", first request alone", None, 1, True)]
         else:
-            metrics = [("value", "", None, 1, True)]
+            # The side running the loop is the client, or with "<" the server.
+            local, peer = ("server", "client") if workload.endswith("<") else ("client", "server")
+            metrics = [("value", "", None, 1, True),
+                       ("peerCpu", f", {peer} CPU", "us/op", 1, False),
+                       ("localCpu", f", {local} CPU", "us/op", 1, False)]
         for metric, label, unitName, scale, higherBetter in metrics:
             row = [describe(workload, sizes) + label]
             medians: Dict[str, float] = {}

@@ -137,15 +137,37 @@ class Handler {
         }
         if (op === 'len') return { len: request.data.length }
         if (op === 'rss') return { rss: rss() }
+        if (op === 'cpu') return { cpu: cpuSeconds() }
         if (op === 'run') return runWorkload(channel, request.workload, this.sizes)
         throw new Error(`unknown op ${op}`)
     }
 }
 
+function cpuSeconds() {
+    const usage = process.cpuUsage()
+    return (usage.user + usage.system) / 1e6
+}
+
 const turn = () => new Promise((resolve) => setImmediate(resolve))
 const seconds = () => Number(process.hrtime.bigint()) / 1e9
 
+// The workload's figure and, but for big, the CPU each side spent on it in
+// microseconds per message or request (localCpu: this side, running the loop;
+// peerCpu: the other), as benchmarks/peer.py reports them.
 async function runWorkload(channel, workload, sizes) {
+    if (workload.startsWith('big')) return runLoop(channel, workload, sizes)
+    const peerBefore = (await channel.request({ op: 'cpu' })).cpu
+    const localBefore = cpuSeconds()
+    const result = await runLoop(channel, workload, sizes)
+    const local = cpuSeconds() - localBefore
+    const peer = (await channel.request({ op: 'cpu' })).cpu - peerBefore
+    const n = sizes[workload]
+    result.localCpu = local / n * 1e6
+    result.peerCpu = peer / n * 1e6
+    return result
+}
+
+async function runLoop(channel, workload, sizes) {
     if (workload === 'send') {
         const n = sizes.send
         const start = seconds()
