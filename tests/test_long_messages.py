@@ -217,19 +217,32 @@ def test_queuedFlushedAndDropped(smallPieces: str) -> None:
     assert transport.written == [b"x" * CHUNK]
 
 
+class _RecordingTransport:
+    """
+    Stands for the protocol as the session's transport: records each line
+    the session writes, then hands it to the protocol's C{writeLine} as it
+    is at that moment (a batch's collector, or the writer).
+    """
+
+    def __init__(self, protocol: Any, written: List[Any]) -> None:
+        self._protocol = protocol
+        self._written = written
+
+    def writeLine(self, line: Any) -> None:
+        self._written.append(line)
+        self._protocol.writeLine(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._protocol, name)
+
+
 def recordLines(protocol: Any) -> List[Any]:
     """
     @return: a list to which each line the session writes through
         C{protocol} is appended, as it is written.
     """
     written: List[Any] = []
-    original = protocol.writeLine
-
-    def record(line: Any) -> None:
-        written.append(line)
-        original(line)
-
-    protocol.writeLine = record
+    protocol.session._transport = _RecordingTransport(protocol, written)
     return written
 
 

@@ -12,10 +12,12 @@ from typing import Any, List
 import pytest
 from twisted.internet.task import Clock
 
+from txtlsjson import TLSJSONClientFactory, TLSJSONServerFactory, clientTLSOptions, serverTLSOptions
 from txtlsjson.errors import SlowConsumer
-from txtlsjson.outgoing import OutgoingLines
+from txtlsjson.outgoing import OutgoingLines, sendAtOnce
 
-from .helpers import authenticatedClient, authenticatedServer
+from .conftest import PKI
+from .helpers import authenticatedClient, authenticatedServer, connectInMemory
 
 CHUNK = 10
 
@@ -289,3 +291,142 @@ class CountingIO(BytesIO):
     def write(self, data: Any) -> int:
         self.writes.append(bytes(data))
         return super().write(data)
+
+
+# -- writing at once ------------------------------------------------------------
+
+
+class FakeTCP:
+    """
+    The parts of Twisted's TCP transport that L{sendAtOnce} uses: a socket
+    that takes C{accepts} bytes a send, and a buffer.
+    """
+
+    def __init__(self, accepts: int = 1 << 20) -> None:
+        self.accepts = accepts
+        self.sent: List[bytes] = []
+        self.buffered: List[bytes] = []
+        self._tempDataLen = 0
+        self.dataBuffer = b""
+        self.offset = 0
+        self.connected = True
+        self.disconnecting = False
+        self._writeDisconnected = False
+
+    def writeSomeData(self, data: bytes) -> int:
+        taken = bytes(data[:self.accepts])
+        self.sent.append(taken)
+        return len(taken)
+
+    def write(self, data: bytes) -> None:
+        self.buffered.append(bytes(data))
+        self._tempDataLen += len(data)
+
+
+def test_sendAtOnceWhenNothingWaits() -> None:
+    """
+    With nothing in its buffer, the transport sends at once; what the
+    socket does not take, and everything after it until the buffer drains,
+    goes to the buffer in order.
+    """
+    tcp = FakeTCP(accepts=3)
+    assert sendAtOnce(tcp)
+    tcp.write(b"abcdef")
+    tcp.write(b"gh")
+    assert tcp.sent == [b"abc"] and tcp.buffered == [b"def", b"gh"]
+    roomy = FakeTCP()
+    sendAtOnce(roomy)
+    roomy.write(b"abc")
+    roomy.write(b"def")
+    assert roomy.sent == [b"abc", b"def"] and roomy.buffered == []
+
+
+def test_sendAtOnceNotWhileClosing() -> None:
+    """
+    A closing transport, or one whose TLS is aborting, buffers as before:
+    an abort sends nothing more.
+    """
+    closing = FakeTCP()
+    sendAtOnce(closing)
+    closing.disconnecting = True
+    closing.write(b"x")
+
+    class Aborting:
+        _aborted = True
+
+    aborted = FakeTCP()
+    sendAtOnce(aborted, Aborting())
+    aborted.write(b"y")
+    assert closing.sent == aborted.sent == []
+    assert closing.buffered == [b"x"] and aborted.buffered == [b"y"]
+    assert not sendAtOnce(object())
+
+
+def inMemoryOverTLS(pki: PKI) -> Any:
+    """
+    An authenticated txtlsjson server and client over TLS in memory (Twisted's
+    TLS, which gathers small writes until the clock's next turn).
+    """
+    clock = Clock()
+    serverFactory = TLSJSONServerFactory("pw", reactor=clock)
+    built: List[Any] = []
+    original = serverFactory.buildProtocol
+
+    def build(addr: Any) -> Any:
+        protocol = original(addr)
+        protocol.requestReceived = lambda request: {"answer": request["n"]}
+        built.append(protocol)
+        return protocol
+
+    serverFactory.buildProtocol = build  # type: ignore[method-assign]
+    clientFactory = TLSJSONClientFactory("pw", reactor=clock)
+    client, _, pump = connectInMemory(serverFactory, clientFactory, clock,
+                                      serverTLSOptions(pki.serverCert, pki.serverKey),
+                                      clientTLSOptions("localhost", [pki.caCert]))
+    for _ in range(10):
+        pump.flush()
+        clock.advance(0)
+    clientProtocol = client.wrappedProtocol
+    assert clientProtocol.isAuthenticated and built[0].isAuthenticated
+    return clock, pump, clientProtocol, built[0]
+
+
+def test_answersLeaveWithoutWaitingForTheTurn(pki: PKI) -> None:
+    """
+    Under TLS, the answer to a request goes out as the request is read, not
+    at the reactor's next turn; a message sent from outside
+    C{dataReceived} still waits for the turn (and is gathered with the
+    others written in it).
+    """
+    clock, pump, client, server = inMemoryOverTLS(pki)
+    answers: List[Any] = []
+    client.request({"n": 1}).addCallback(answers.append)
+    clock.advance(0)  # the client's own write, from outside dataReceived
+    pump.flush(advanceClock=False)
+    assert answers == [{"answer": 1}]
+    messages: List[Any] = []
+    client.messageReceived = messages.append
+    server.send({"later": 1})
+    pump.flush(advanceClock=False)
+    assert messages == []
+    clock.advance(0)
+    pump.flush(advanceClock=False)
+    assert messages == [{"later": 1}]
+
+
+def test_gatheredWritesGoFirst(pki: PKI) -> None:
+    """
+    What TLS gathered before an answer leaves first: a message sent, not
+    yet written, then an answer to a request read meanwhile, arrive in that
+    order.
+    """
+    clock, pump, client, server = inMemoryOverTLS(pki)
+    arrived: List[Any] = []
+    client.messageReceived = lambda message: arrived.append(("message", message))
+    client.request({"n": 2}).addCallback(lambda answer: arrived.append(("answer", answer)))
+    server.send({"first": True})
+    clock.advance(0)  # sends the client's request; the server's message too
+    server.send({"second": True})  # gathered, until the turn
+    pump.flush(advanceClock=False)  # the request arrives: the answer goes after "second"
+    assert arrived == [("message", {"first": True}), ("message", {"second": True}),
+                       ("answer", {"answer": 2})]

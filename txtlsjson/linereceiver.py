@@ -111,8 +111,9 @@ class SessionLineReceiver(LineReceiver):
             self.lineLengthExceeded(e.line)
             return
         outgoing = self._outgoing
-        if len(lines) > 1 and outgoing is not None:
-            # Answers to a batch of requests go out as one write.
+        if outgoing is not None and lines:
+            # What the lines are answered with goes out as one write, at
+            # once.
             outgoing.batch(self, deliver, lines)
         else:
             for line in lines:

@@ -26,6 +26,71 @@ CHUNK_SIZE = 64 * 1024
 _Item = TypeVar("_Item")
 
 
+def sendAtOnce(transport: Any, above: Any = None) -> bool:
+    """
+    Have Twisted's TCP C{transport} send what it is given at once when
+    nothing waits in its buffer, as libuv's C{uv_try_write} does, instead of
+    buffering it until the reactor reports the socket writable (one more
+    reactor turn, and two C{epoll_ctl} calls, per write).  Only what the
+    socket does not take is buffered, by the transport's own C{write}, so
+    producers, backpressure and closing work as before.
+
+    This belongs in Twisted (its C{FileDescriptor.write}); it lives here,
+    on the transports of txtlsjson's own connections, until it is there.
+
+    @param above: the TLS protocol over C{transport}, if any: while it
+        aborts the connection, writes wait as before (and are discarded
+        with the connection), so that an abort sends nothing more.
+    @return: whether C{transport} is one this applies to.
+    """
+    try:
+        write = transport.write
+        writeSomeData = transport.writeSomeData
+        transport._tempDataLen, transport.dataBuffer, transport.offset
+    except AttributeError:
+        return False
+
+    def writeAtOnce(data: bytes) -> None:
+        if (not transport._tempDataLen and transport.offset == len(transport.dataBuffer)
+                and transport.connected and not transport.disconnecting
+                and not transport._writeDisconnected and not getattr(above, "_aborted", False)):
+            sent = writeSomeData(data)
+            if type(sent) is int:
+                if sent == len(data):
+                    return
+                data = data[sent:]
+        write(data)
+
+    transport.write = writeAtOnce
+    return True
+
+
+def immediateWriter(transport: Any) -> Callable[[bytes], None]:
+    """
+    A C{write} for C{transport} that does not wait for the end of the
+    reactor turn: under Twisted's TLS, which gathers small writes until
+    then, what it has gathered (written earlier) goes first, then the bytes
+    given, encrypted at once.  For the answers to what a C{dataReceived}
+    delivered: they are gathered already (L{OutgoingLines.batch}), and
+    waiting costs every round trip a reactor turn.
+    """
+    aggregator = getattr(transport, "_aggregator", None)
+    if not isinstance(transport, TLSMemoryBIOProtocol) or aggregator is None:
+        return transport.write  # type: ignore[no-any-return]
+    # The class's own write: BufferingTLSTransport's instances write through
+    # the aggregator instead.
+    encrypt = TLSMemoryBIOProtocol.write.__get__(transport)
+
+    def writeNow(data: bytes) -> None:
+        if transport.disconnecting or transport._aggregator is not aggregator:
+            transport.write(data)
+            return
+        aggregator.flush()
+        encrypt(data)
+
+    return writeNow
+
+
 def bufferingTransport(transport: Any) -> Any:
     """
     The transport whose write buffer fills when the peer stops reading:
@@ -67,8 +132,8 @@ class OutgoingLines:
     """
 
     # One per connection, so kept small: slots, and no queue until needed.
-    __slots__ = ("_write", "_limit", "_slowConsumer", "_chunkSize", "paused", "_pending",
-                 "_long", "_longLeft", "_queue", "_queued", "_held", "_heldBytes",
+    __slots__ = ("_write", "_writeNow", "_limit", "_slowConsumer", "_chunkSize", "paused",
+                 "_pending", "_long", "_longLeft", "_queue", "_queued", "_held", "_heldBytes",
                  "_registeredWith")
 
     log = Logger()
@@ -89,6 +154,8 @@ class OutgoingLines:
             in the pieces it is encoded in.
         """
         self._write = write
+        # What a batch's lines go out with at its end (see register()).
+        self._writeNow = write
         self._limit = limit
         self._slowConsumer = slowConsumer
         self._chunkSize = chunkSize
@@ -130,6 +197,9 @@ class OutgoingLines:
             cls.log.debug("no write backpressure on {transport}", transport=transport)
             return None
         outgoing._registeredWith = beneath
+        if beneath is not transport:
+            outgoing._writeNow = immediateWriter(transport)
+        sendAtOnce(beneath, transport if beneath is not transport else None)
         return outgoing
 
     def unregister(self) -> None:
@@ -148,9 +218,10 @@ class OutgoingLines:
         Call C{deliver} with each of C{items} (the lines of one
         C{dataReceived}), collecting the short lines written meanwhile into
         one write at the end: a batch of requests then costs the TLS
-        transport one write, not one per answer.  Collected lines are
-        written early once they reach the size of a piece, or when a long
-        line comes.
+        transport one write, not one per answer, and that write goes at
+        once (see L{immediateWriter}), not at the end of the reactor turn.
+        Collected lines are written early once they reach the size of a
+        piece, or when a long line comes.
 
         @param owner: what the writers call C{writeLine} on (the session's
             transport): for the batch, its C{writeLine} is this object's
@@ -158,15 +229,22 @@ class OutgoingLines:
             outside batches.
         """
         self._held = []
+        previous = owner.writeLine
         owner.writeLine = self._collect
         try:
             for item in items:
                 deliver(item)
         finally:
-            owner.writeLine = self.writeLine
+            owner.writeLine = previous
             held, self._held, self._heldBytes = self._held, None, 0
             if held:
-                self.writeLine(held[0] if len(held) == 1 else b"".join(held))
+                data = held[0] if len(held) == 1 else b"".join(held)
+                if self.paused or self._long is not None or self._queue:
+                    self.writeLine(data)
+                else:
+                    # Now, not at the end of the reactor turn: these are the
+                    # answers to what was just read.
+                    self._writeNow(data)
 
     def _collect(self, line: OutgoingLine) -> None:
         """

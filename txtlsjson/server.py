@@ -14,7 +14,7 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.interfaces import IAddress, IListeningPort, IReactorTime, IStreamServerEndpoint
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
 from txtlsjson.answers import Responder, answerTimedRequest
@@ -95,8 +95,16 @@ class _MeteredServerProtocol(_ServerProtocol):
         metrics.connectionsTotal += 1
         metrics.connectionsOpen += 1
         self._observeAnswer = metrics.answerDurations.observe
-        meterWire(self, metrics)
+        # The socket's writes are counted by wrapping its write: beneath
+        # TLS, after the connection has set up how it writes to the socket
+        # (outgoing.sendAtOnce); without TLS, before it takes the
+        # transport's write for its own.
+        underTLS = isinstance(self.transport, TLSMemoryBIOProtocol)
+        if not underTLS:
+            meterWire(self, metrics)
         super().connectionMade()
+        if underTLS:
+            meterWire(self, metrics)
 
     def _buildSession(self) -> Session:
         session = super()._buildSession()
