@@ -373,12 +373,12 @@ def inMemoryOverTLS(pki: PKI) -> Any:
     original = serverFactory.buildProtocol
 
     def build(addr: Any) -> Any:
-        protocol = original(addr)
+        protocol: Any = original(addr)
         protocol.requestReceived = lambda request: {"answer": request["n"]}
         built.append(protocol)
         return protocol
 
-    serverFactory.buildProtocol = build  # type: ignore[method-assign]
+    serverFactory.buildProtocol = build
     clientFactory = TLSJSONClientFactory("pw", reactor=clock)
     client, _, pump = connectInMemory(serverFactory, clientFactory, clock,
                                       serverTLSOptions(pki.serverCert, pki.serverKey),
