@@ -195,6 +195,20 @@ async def test_certificateNameMismatch(server: Server, pki: PKI) -> None:
 
 
 @inReactor
+async def test_untrustedServerExplained(server: Server, pki: PKI) -> None:
+    """
+    A server certificate from a CA the client does not trust exits 3 with
+    one line saying so and what to do, OpenSSL's own words after it.
+    """
+    outcome = await tlsjson("request", "--port", str(server.port), "--ca", str(pki.otherCACert),
+                            "{}", env=ENV).ended
+    assert outcome.code == EXIT_CONNECTION
+    [line] = outcome.err.splitlines()
+    assert line.startswith("tlsjson: the server's certificate is not trusted: give the CA"), line
+    assert "--ca FILE" in line
+
+
+@inReactor
 async def test_timeout(pki: PKI) -> None:
     """
     A request that gets no response within --timeout exits 5 (this server

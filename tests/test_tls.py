@@ -150,13 +150,34 @@ def test_minimumVersion(pki: PKI) -> None:
     Both sides refuse anything older than TLS 1.2.
     """
     from OpenSSL import SSL
+    from OpenSSL._util import lib
 
     assert MINIMUM_TLS_VERSION.name == "TLSv1_2"
     refused = SSL.OP_NO_SSLv3 | SSL.OP_NO_TLSv1 | SSL.OP_NO_TLSv1_1
     for context in (serverTLSOptions(pki.serverCert, pki.serverKey).getContext(),
                     clientTLSOptions("localhost", [pki.caCert])._options.getContext()):
-        # set_options(0) changes nothing and returns the options in force.
-        assert context.set_options(0) & refused == refused
+        # Read, not set: a context that made a connection cannot change.
+        assert lib.SSL_CTX_get_options(context._context) & refused == refused
+
+
+def test_clientsShareSettingsMadeFromTheSameFiles(pki: PKI, tmp_path: Any) -> None:
+    """
+    Clients whose TLS settings come from the same files share one OpenSSL
+    context; a file replaced since makes new settings, with the new file.
+    """
+    import shutil
+
+    first = clientTLSOptions("localhost", [pki.caCert])
+    assert clientTLSOptions("other.example", [pki.caCert])._options is first._options
+    ca = tmp_path / "ca.crt"
+    shutil.copy(pki.caCert, ca)
+    before = clientTLSOptions("localhost", [ca])._options
+    assert before is not first._options
+    shutil.copy(pki.otherCACert, ca)
+    after = clientTLSOptions("localhost", [ca])
+    assert after._options is not before
+    client, server, lost = handshake(serverTLSOptions(pki.serverCert, pki.serverKey), after)
+    assert not client.isAuthenticated and lost
 
 
 def test_configurationErrors(pki: PKI, tmp_path: Any) -> None:

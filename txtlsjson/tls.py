@@ -222,17 +222,48 @@ def clientTLSOptions(
     @param clientKey: its private key (default: the certificate file).
     @raise TLSConfigurationError: if a file is missing or invalid.
     """
-    trustRoot = _trustRoot(ca) if ca else platformTrust()
-    # As in serverTLSOptions: the cryptography objects go as Any.
-    options: Dict[str, Any] = {}
-    if clientCertificate is not None:
-        leaf, *extra = loadCertificates(clientCertificate)
-        options = dict(
-            certificate=leaf,
-            privateKey=loadPrivateKey(clientKey if clientKey is not None else clientCertificate),
-            extraCertChain=extra,
-        )
-    return StrictClientTLSOptions(
-        hostname,
-        CertificateOptions(trustRoot=trustRoot, raiseMinimumTo=MINIMUM_TLS_VERSION, **options),
-    )
+    key = _filesKey([*(ca or ()), *((clientCertificate,) if clientCertificate is not None else ()),
+                     *((clientKey,) if clientKey is not None else ())], bool(ca))
+    certificateOptions = _clientOptionsMade.get(key)
+    if certificateOptions is None:
+        trustRoot = _trustRoot(ca) if ca else platformTrust()
+        # As in serverTLSOptions: the cryptography objects go as Any.
+        options: Dict[str, Any] = {}
+        if clientCertificate is not None:
+            leaf, *extra = loadCertificates(clientCertificate)
+            options = dict(
+                certificate=leaf,
+                privateKey=loadPrivateKey(clientKey if clientKey is not None else clientCertificate),
+                extraCertChain=extra,
+            )
+        certificateOptions = CertificateOptions(trustRoot=trustRoot, raiseMinimumTo=MINIMUM_TLS_VERSION,
+                                                **options)
+        if len(_clientOptionsMade) >= _MAX_CLIENT_OPTIONS:
+            _clientOptionsMade.pop(next(iter(_clientOptionsMade)))
+        _clientOptionsMade[key] = certificateOptions
+    return StrictClientTLSOptions(hostname, certificateOptions)
+
+
+#: The client TLS settings made from files, by L{_filesKey}: many clients in
+#: one process (a fleet's worth of connections, a test suite) share one
+#: OpenSSL context instead of each reading and parsing the files and making
+#: its own, which costs a connection about as much CPU as its handshake.
+_clientOptionsMade: Dict[Any, CertificateOptions] = {}
+_MAX_CLIENT_OPTIONS = 32
+
+
+def _filesKey(paths: Sequence[PathLike], givenCA: bool) -> Any:
+    """
+    What identifies TLS settings made from C{paths}: each file's path, size
+    and modification time, so that a replaced file makes new settings.
+    Files that cannot be read make a key of their own (the error comes when
+    they are read).
+    """
+    parts: List[Any] = [givenCA]
+    for path in paths:
+        try:
+            status = Path(path).stat()
+        except OSError:
+            return object()
+        parts.append((str(Path(path).resolve()), status.st_size, status.st_mtime_ns))
+    return tuple(parts)

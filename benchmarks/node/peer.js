@@ -252,8 +252,9 @@ function serve(args) {
 
 function connect(args, handler) {
     return new Promise((resolve, reject) => {
-        const socket = tls.connect({ host: '127.0.0.1', port: Number(args.port), servername: 'localhost',
-                                     ca: [args.caBytes] })
+        // By name, as the Python client connects (and as a user writes it):
+        // both resolve it and check the certificate against it.
+        const socket = tls.connect({ host: 'localhost', port: Number(args.port), ca: [args.caBytes] })
         const channel = new Channel(socket, handler)
         socket.once('secureConnect', () => channel.write({ password: PASSWORD }))
         channel.onFirst = (message) => {
