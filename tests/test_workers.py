@@ -224,3 +224,47 @@ async def test_credentialsReloadedInEveryWorker(pki: PKI, tmp_path: Path) -> Non
         process.signal("KILL")
     assert _stoppedBySignal(outcome), outcome
     assert "SIGHUP: passing it on to the 2 workers" in outcome.out
+
+
+@inReactor
+async def test_metricsOfEveryWorker(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
+    """
+    With C{--workers 2 --metrics}, the parent serves each worker's metrics,
+    told apart by a C{worker} label, as the workers report them (every
+    second): a client's requests show in its worker's series.
+    """
+    from .test_metrics import parse, scrape
+
+    process = twistd(*serverArgs(pki, passwordFile), "--workers", "2",
+                     "--metrics", "tcp:0:interface=127.0.0.1", cwd=tmp_path)
+    client = None
+    try:
+        await process.waitFor("with 2 workers")
+        await process.waitFor("Prometheus metrics")
+        for number in (1, 2):
+            await process.waitFor(f"[worker {number}] worker {number} (pid ")
+        text = process.text()
+        port = int(re.search(r"port=(\d+)", text).group(1))  # type: ignore[union-attr]
+        metricsPort = int(re.search(r"Prometheus metrics .* on .*port=(\d+)", text).group(1))  # type: ignore[union-attr]
+        client = Client("localhost", port, "s3cret", ca=[pki.caCert])
+        await client.connect()
+        for n in range(4):
+            assert await client.request({"n": n}) == {"n": n}
+        found: Dict[str, float] = {}
+        for _ in range(100):  # the workers report every second: at most 5 s
+            found = parse(await scrape(metricsPort))
+            served = [found.get(f"tlsjson_requests_received_total{{worker={n}}}", 0) for n in "12"]
+            if sorted(served) == [0, 4]:
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        assert sorted(served) == [0, 4], found
+        assert sum(found[f"tlsjson_connections{{worker={n}}}"] for n in "12") == 1
+        await client.disconnect()
+        client = None
+        process.signal("TERM")
+        outcome = await process.ended
+    finally:
+        if client is not None:
+            await client.disconnect()
+        process.signal("KILL")
+    assert _stoppedBySignal(outcome), outcome

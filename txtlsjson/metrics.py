@@ -32,7 +32,7 @@ The metrics, all prefixed C{tlsjson_}:
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Any, Iterator, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple, Union
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -130,6 +130,43 @@ class ServerMetrics:
         return (f"<ServerMetrics {self.connectionsOpen} open, {self.messagesReceived} messages "
                 f"and {self.requestsReceived} requests received>")
 
+    #: The names of the plain counts (everything but the histograms).
+    COUNTS = ("connectionsTotal", "connectionsOpen", "authentications", "authenticationFailures",
+              "messagesReceived", "messagesSent", "requestsReceived", "requestsSent",
+              "receivedBytes", "sentBytes", "keepAliveTimeouts", "slowConsumerDrops", "lineTooLong")
+
+    def snapshot(self) -> Dict[str, Any]:
+        """
+        The counts as JSON-ready data (how a C{--workers} worker reports
+        them to its parent).
+        """
+        data: Dict[str, Any] = {name: getattr(self, name) for name in self.COUNTS}
+        for name in ("answerDurations", "requestDurations"):
+            histogram: LatencyHistogram = getattr(self, name)
+            data[name] = {"counts": list(histogram.counts), "total": histogram.total}
+        return data
+
+    @classmethod
+    def fromSnapshot(cls, data: Dict[str, Any]) -> "ServerMetrics":
+        """
+        The metrics a L{snapshot} was taken of.
+
+        @raise ValueError: if C{data} is not one.
+        """
+        metrics = cls()
+        try:
+            for name in cls.COUNTS:
+                setattr(metrics, name, int(data[name]))
+            for name in ("answerDurations", "requestDurations"):
+                histogram: LatencyHistogram = getattr(metrics, name)
+                counts = [int(count) for count in data[name]["counts"]]
+                if len(counts) != len(histogram.counts):
+                    raise ValueError("histogram buckets differ")
+                histogram.counts, histogram.total = counts, float(data[name]["total"])
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"not a metrics snapshot: {e!r}") from None
+        return metrics
+
 
 class TimedPendingRequests(PendingRequests):
     """
@@ -189,13 +226,25 @@ def meterWire(protocol: Any, metrics: ServerMetrics) -> None:
 
 class MetricsCollector:
     """
-    A Prometheus collector of a L{ServerMetrics}: register it with a
-    C{prometheus_client} registry; it reads the counts when scraped.
+    A Prometheus collector of one L{ServerMetrics}, or of several told apart
+    by a label (a C{--workers} parent's, one per C{worker}): register it
+    with a C{prometheus_client} registry; it reads the counts when scraped.
     """
 
-    def __init__(self, metrics: ServerMetrics, prefix: str = "tlsjson") -> None:
+    def __init__(self, metrics: "Union[ServerMetrics, Callable[[], Dict[str, ServerMetrics]]]",
+                 prefix: str = "tlsjson", label: str = "worker") -> None:
+        """
+        @param metrics: the metrics; or a callable returning them by the value
+            of C{label}, called at each scrape.
+        """
         self.metrics = metrics
         self.prefix = prefix
+        self.label = label
+
+    def _sources(self) -> List[Tuple[List[str], ServerMetrics]]:
+        if isinstance(self.metrics, ServerMetrics):
+            return [([], self.metrics)]
+        return [([value], metrics) for value, metrics in sorted(self.metrics().items())]
 
     def collect(self) -> Iterator[Any]:
         """
@@ -207,40 +256,49 @@ class MetricsCollector:
             HistogramMetricFamily,
         )
 
-        m, p = self.metrics, self.prefix
-        yield GaugeMetricFamily(f"{p}_connections", "Connections open now.",
-                                value=m.connectionsOpen)
-        counters = [
-            ("connections", "Connections accepted.", m.connectionsTotal),
-            ("authentications", "Clients authenticated.", m.authentications),
-            ("authentication_failures", "Password attempts refused.", m.authenticationFailures),
-            ("messages_received", "Application messages received from clients.", m.messagesReceived),
-            ("messages_sent", "Application messages sent to clients.", m.messagesSent),
-            ("requests_received", "Requests received from clients.", m.requestsReceived),
-            ("requests_sent", "Requests sent to clients.", m.requestsSent),
-            ("received_bytes", "Bytes read from clients' sockets (TLS records included).",
-             m.receivedBytes),
-            ("sent_bytes", "Bytes written to clients' sockets (TLS records included).",
-             m.sentBytes),
-            ("keepalive_timeouts", "Clients dropped for not answering a keepalive ping.",
-             m.keepAliveTimeouts),
-            ("slow_consumer_drops", "Clients dropped for not reading what waited for them.",
-             m.slowConsumerDrops),
-            ("line_too_long", "Connections closed for a line over the length limit.",
-             m.lineTooLong),
-        ]
-        for name, help, value in counters:
-            yield CounterMetricFamily(f"{p}_{name}", help, value=value)
+        p = self.prefix
+        sources = self._sources()
+        labels = [self.label] if not isinstance(self.metrics, ServerMetrics) else []
+        gauge = GaugeMetricFamily(f"{p}_connections", "Connections open now.", labels=labels)
+        for values, m in sources:
+            gauge.add_metric(values, m.connectionsOpen)
+        yield gauge
+        for name, help, attribute in _COUNTERS:
+            counter = CounterMetricFamily(f"{p}_{name}", help, labels=labels)
+            for values, m in sources:
+                counter.add_metric(values, getattr(m, attribute))
+            yield counter
         durations = HistogramMetricFamily(
             f"{p}_request_duration_seconds",
             "Request durations: received, from a client's request to its answer; sent, from "
-            "a request to a client to its outcome.", labels=["direction"])
-        for direction, histogram in (("received", m.answerDurations), ("sent", m.requestDurations)):
-            durations.add_metric([direction], histogram.cumulative(), histogram.total)
+            "a request to a client to its response.", labels=labels + ["direction"])
+        for values, m in sources:
+            for direction, histogram in (("received", m.answerDurations),
+                                         ("sent", m.requestDurations)):
+                durations.add_metric(values + [direction], histogram.cumulative(), histogram.total)
         yield durations
 
 
-def metricsResource(metrics: ServerMetrics, prefix: str = "tlsjson") -> Any:
+#: The counters: (name, help, attribute of L{ServerMetrics}).
+_COUNTERS = [
+    ("connections", "Connections accepted.", "connectionsTotal"),
+    ("authentications", "Clients authenticated.", "authentications"),
+    ("authentication_failures", "Password attempts refused.", "authenticationFailures"),
+    ("messages_received", "Application messages received from clients.", "messagesReceived"),
+    ("messages_sent", "Application messages sent to clients.", "messagesSent"),
+    ("requests_received", "Requests received from clients.", "requestsReceived"),
+    ("requests_sent", "Requests sent to clients.", "requestsSent"),
+    ("received_bytes", "Bytes read from clients' sockets (TLS records included).", "receivedBytes"),
+    ("sent_bytes", "Bytes written to clients' sockets (TLS records included).", "sentBytes"),
+    ("keepalive_timeouts", "Clients dropped for not answering a keepalive ping.",
+     "keepAliveTimeouts"),
+    ("slow_consumer_drops", "Clients dropped for not reading what waited for them.",
+     "slowConsumerDrops"),
+    ("line_too_long", "Connections closed for a line over the length limit.", "lineTooLong"),
+]
+
+
+def metricsResource(metrics: "Union[ServerMetrics, MetricsCollector]", prefix: str = "tlsjson") -> Any:
     """
     A C{twisted.web} resource serving C{metrics} in Prometheus's text format
     (C{pip install 'txtlsjson[metrics]'}); put it at C{/metrics} of a
@@ -251,7 +309,8 @@ def metricsResource(metrics: ServerMetrics, prefix: str = "tlsjson") -> Any:
     from twisted.web.resource import Resource
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MetricsCollector(metrics, prefix))
+    collector = metrics if isinstance(metrics, MetricsCollector) else MetricsCollector(metrics, prefix)
+    registry.register(collector)
 
     class MetricsPage(Resource):
         isLeaf = True
@@ -263,7 +322,7 @@ def metricsResource(metrics: ServerMetrics, prefix: str = "tlsjson") -> Any:
     return MetricsPage()  # type: ignore[no-untyped-call]
 
 
-def metricsSite(metrics: ServerMetrics) -> Any:
+def metricsSite(metrics: "Union[ServerMetrics, MetricsCollector]") -> Any:
     """
     A C{twisted.web} C{Site} with L{metricsResource} at C{/metrics} (and
     at C{/}).

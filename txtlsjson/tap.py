@@ -184,10 +184,6 @@ class Options(usage.Options):
             raise usage.UsageError(
                 "--cert, --key, --chain and --client-ca go with --port; an ssl: --listen "
                 "endpoint names its own files")
-        if self["metrics"] and self["workers"] > 1:
-            raise usage.UsageError(
-                "--metrics counts one process; with --workers each worker counts apart, which "
-                "one endpoint cannot serve yet: run --metrics without --workers")
         if self["workers"] > 1 and (self["listen"] or self["port"] is None):
             raise usage.UsageError(
                 "--workers serves --port (with --cert and --key); --listen endpoints are "
@@ -285,7 +281,12 @@ def makeService(options: Options) -> IService:
                 findHandler(options["handler"])
             except HandlerError as e:
                 raise _fail(str(e)) from None
-        return WorkerPool(options, password, exitOnListenFailure=nodaemon)
+        metricsEndpoint = None
+        if options["metrics"]:
+            _needPrometheus()
+            metricsEndpoint = _metricsEndpoint(options["metrics"], reactor)
+        return WorkerPool(options, password, exitOnListenFailure=nodaemon,
+                          metricsEndpoint=metricsEndpoint)
     service = TLSJSONService(buildServer(options, password, tlsOptions), endpoints,
                              exitOnListenFailure=nodaemon,
                              reloadOnHangup=bool(options["credentials"]))
@@ -294,21 +295,32 @@ def makeService(options: Options) -> IService:
     return service
 
 
+def _needPrometheus() -> None:
+    try:
+        import prometheus_client  # noqa: F401  (the metrics extra)
+    except ImportError:
+        raise _fail("--metrics needs prometheus-client: pip install 'txtlsjson[metrics]'") from None
+
+
+def _metricsEndpoint(description: str, reactor: Any) -> Any:
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        return serverFromString(reactor, description)
+    except Exception as e:
+        raise _fail(f"bad --metrics endpoint {description!r}: {e}") from None
+
+
 def _serveMetrics(service: "TLSJSONService", description: str, reactor: Any,
                   exitOnListenFailure: bool) -> None:
     """
     Serve the server's metrics on the endpoint C{description}, as a child of
     C{service}.
     """
-    from twisted.internet.endpoints import serverFromString
-
     from txtlsjson.metrics import metricsSite
     from txtlsjson.service import ListeningService
 
-    try:
-        endpoint = serverFromString(reactor, description)
-    except Exception as e:
-        raise _fail(f"bad --metrics endpoint {description!r}: {e}") from None
+    endpoint = _metricsEndpoint(description, reactor)
     assert service.server.metrics is not None
     ListeningService(f"Prometheus metrics ({description})", endpoint,
                      metricsSite(service.server.metrics),
@@ -349,10 +361,7 @@ def buildServer(options: Options, password: Optional[str], tlsOptions: Any = Non
             raise _fail(str(e)) from None
     metrics = None
     if options["metrics"]:
-        try:
-            import prometheus_client  # noqa: F401  (the metrics extra)
-        except ImportError:
-            raise _fail("--metrics needs prometheus-client: pip install 'txtlsjson[metrics]'") from None
+        _needPrometheus()
         from txtlsjson.metrics import ServerMetrics
 
         metrics = ServerMetrics()

@@ -115,6 +115,8 @@ def main() -> None:
 
         # The parent passes its SIGHUP on to each worker.
         OnHangup(reactor, lambda: reloadCredentials(server)).install()
+    if "metricsFD" in config and server.metrics is not None:
+        _reportMetrics(reactor, server.metrics, config["metricsFD"])
     fd = config["fd"]
 
     def listening(port: Any) -> None:
@@ -131,6 +133,27 @@ def main() -> None:
     reactor.addSystemEventTrigger("before", "shutdown", server.close)
     reactor.addReader(_ParentWatch(reactor))
     reactor.run()
+
+
+def _reportMetrics(reactor: Any, metrics: Any, fd: int) -> None:
+    """
+    Write C{metrics} to the parent on C{fd}, a JSON line every
+    C{METRICS_INTERVAL} seconds, until the reactor stops.
+    """
+    from twisted.internet.task import LoopingCall
+
+    from txtlsjson.workers import METRICS_INTERVAL
+
+    def report() -> None:
+        try:
+            os.write(fd, json.dumps(metrics.snapshot()).encode("ascii") + b"\n")
+        except OSError:  # the parent is gone; _ParentWatch stops this worker
+            pass
+
+    reporting = LoopingCall(report)
+    reporting.clock = reactor
+    reporting.start(METRICS_INTERVAL)
+    reactor.addSystemEventTrigger("before", "shutdown", reporting.stop)
 
 
 if __name__ == "__main__":

@@ -38,10 +38,16 @@ from txtlsjson.errors import ListenFailed
 from txtlsjson.hangup import OnHangup
 
 if TYPE_CHECKING:
+    from txtlsjson.metrics import ServerMetrics
     from txtlsjson.tap import Options
 
 #: The file descriptor a worker finds the listening socket on.
 LISTENING_FD = 3
+
+#: The file descriptor on which a worker reports its metrics (with
+#: C{--metrics}): a JSON snapshot a line, every L{METRICS_INTERVAL} seconds.
+METRICS_FD = 4
+METRICS_INTERVAL = 1.0
 
 #: Seconds before a dead worker is started again, doubling while it keeps
 #: dying within L{STEADY_AFTER} seconds of starting, up to L{MAX_RESTART_DELAY}.
@@ -74,11 +80,14 @@ class _Worker(ProcessProtocol):
         lines = (self._partial.get(childFD, b"") + data).split(b"\n")
         self._partial[childFD] = lines.pop()
         for line in lines:
-            self.pool._relog(self.number, line.decode("utf-8", "replace").rstrip("\r"))
+            if childFD == METRICS_FD:
+                self.pool._metricsReceived(self.number, line)
+            else:
+                self.pool._relog(self.number, line.decode("utf-8", "replace").rstrip("\r"))
 
     def processEnded(self, reason: Failure) -> None:
         for childFD, rest in self._partial.items():
-            if rest:
+            if rest and childFD != METRICS_FD:
                 self.pool._relog(self.number, rest.decode("utf-8", "replace"))
         self.ended.callback(None)
         self.pool._ended(self, reason)
@@ -92,7 +101,8 @@ class WorkerPool(Service):
     log = Logger()
 
     def __init__(self, options: "Options", password: Optional[str], exitOnListenFailure: bool = False,
-                 reactor: Any = None, executable: str = sys.executable) -> None:
+                 reactor: Any = None, executable: str = sys.executable,
+                 metricsEndpoint: Any = None) -> None:
         """
         @param options: the parsed C{twistd tlsjson} options (with C{--port});
             the workers parse the same arguments.
@@ -105,6 +115,9 @@ class WorkerPool(Service):
             than L{ListenFailed}.
         @param reactor: the reactor; the global one by default.
         @param executable: the Python that runs the workers.
+        @param metricsEndpoint: with C{--metrics}, the endpoint to serve every
+            worker's metrics on, told apart by a C{worker} label; each worker
+            reports its own every L{METRICS_INTERVAL} seconds.
         """
         if reactor is None:
             from twisted.internet import reactor as globalReactor
@@ -124,6 +137,18 @@ class WorkerPool(Service):
         self._hangup: Optional[OnHangup] = None
         if options["credentials"]:
             self._hangup = OnHangup(reactor, self._passOnHangup)
+        #: Each running worker's metrics, as it last reported them.
+        self.metrics: Dict[int, "ServerMetrics"] = {}
+        self._metricsService: Any = None
+        if metricsEndpoint is not None:
+            from txtlsjson.metrics import MetricsCollector, metricsSite
+            from txtlsjson.service import ListeningService
+
+            collector = MetricsCollector(
+                lambda: {str(number): metrics for number, metrics in self.metrics.items()})
+            self._metricsService = ListeningService(
+                f"Prometheus metrics ({options['metrics']})", metricsEndpoint,
+                metricsSite(collector), exitOnListenFailure=exitOnListenFailure)
 
     # -- the service ---------------------------------------------------------
 
@@ -133,6 +158,8 @@ class WorkerPool(Service):
         """
         super().privilegedStartService()  # type: ignore[no-untyped-call]
         self._bind()
+        if self._metricsService is not None:
+            self._metricsService.privilegedStartService()
 
     def startService(self) -> None:
         """
@@ -140,6 +167,8 @@ class WorkerPool(Service):
         """
         super().startService()  # type: ignore[no-untyped-call]
         self._bind()
+        if self._metricsService is not None:
+            self._metricsService.startService()
         self._stopping = False
         for number in range(1, self.count + 1):
             self._start(number)
@@ -162,11 +191,13 @@ class WorkerPool(Service):
         self._stopping = True
         if self._hangup is not None:
             self._hangup.uninstall()
+        waiting: List[Deferred[Any]] = []
+        if self._metricsService is not None:
+            waiting.append(self._metricsService.stopService())
         for call in self._restarts.values():
             if call.active():
                 call.cancel()
         self._restarts.clear()
-        waiting: List[Deferred[None]] = []
         for worker in list(self.workers.values()):
             waiting.append(worker.ended)
             self._signal(worker, "TERM")
@@ -229,18 +260,32 @@ class WorkerPool(Service):
         config = {"number": number, "password": self._password,
                   "arguments": self._options.arguments, "fd": LISTENING_FD,
                   "family": int(self._socket.family)}
+        childFDs: Dict[int, Any] = {0: "w", 1: "r", 2: "r", LISTENING_FD: self._socket.fileno()}
+        if self._metricsService is not None:
+            childFDs[METRICS_FD] = "r"
+            config["metricsFD"] = METRICS_FD
         transport = self._reactor.spawnProcess(
             worker, self._executable, [self._executable, "-m", "txtlsjson.worker"],
-            env=dict(os.environ),
-            childFDs={0: "w", 1: "r", 2: "r", LISTENING_FD: self._socket.fileno()})
+            env=dict(os.environ), childFDs=childFDs)
         transport.write(json.dumps(config).encode("utf-8") + b"\n")
         worker.startedAt = self._reactor.seconds()
         self.workers[number] = worker
         self.log.info("worker {number} started (pid {pid})", number=number, pid=worker.pid)
 
+    def _metricsReceived(self, number: int, line: bytes) -> None:
+        from txtlsjson.metrics import ServerMetrics
+
+        try:
+            self.metrics[number] = ServerMetrics.fromSnapshot(json.loads(line))
+        except ValueError as e:
+            self.log.warn("worker {number} sent metrics that are not: {error}", number=number,
+                          error=e)
+
     def _ended(self, worker: _Worker, reason: Failure) -> None:
         if self.workers.get(worker.number) is worker:
             del self.workers[worker.number]
+            # Its counts start again with the next one.
+            self.metrics.pop(worker.number, None)
         if self._stopping:
             self.log.info("worker {number} (pid {pid}) stopped", number=worker.number,
                           pid=worker.pid)
