@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from txtlsjson import Client, Server, TLSJSONClientFactory, TLSJSONClientProtocol
 from txtlsjson.errors import ConnectionFailed, AuthenticationFailed
 from txtlsjson.metrics import LatencyHistogram, MetricsCollector, ServerMetrics
-from txtlsjson.server import _ServerProtocol
+from txtlsjson.server import _MeteredServerProtocol, _ServerProtocol
 from txtlsjson.session import Session
 from txtlsjson.testing import MemoryNetwork
 
@@ -230,3 +230,40 @@ async def scrape(port: int) -> str:
             return response.read().decode()  # type: ignore[no-any-return]
 
     return await deferToThread(get)
+
+
+def test_laterAnswersTimedWhenSent() -> None:
+    """
+    An answer that comes later is timed when it is sent; a request the
+    handler answers with nothing is counted but never timed.
+    """
+    from twisted.internet.defer import Deferred
+
+    network = MemoryNetwork()
+    server = Server("pw", reactor=network, metrics=ServerMetrics())
+    waiting: List[Deferred[Any]] = []
+
+    def later(request: Any) -> Any:
+        if request.get("never"):
+            return None
+        d: Deferred[Any] = Deferred()
+        waiting.append(d)
+        return d
+
+    class Later(_MeteredServerProtocol):
+        def requestReceived(self, request: Any) -> Any:
+            return later(request)
+
+    server.factory.protocol = Later
+    network.result(server.listenOn(network.endpoint(8888)))
+    client = Client("localhost", 8888, "pw", reactor=network, requestTimeout=0)
+    network.result(client.connect())
+    answer = client.request({"n": 1})
+    client.request({"never": True})
+    network.flush()
+    metrics = server.metrics
+    assert metrics is not None
+    assert metrics.requestsReceived == 2 and metrics.answerDurations.count == 0
+    waiting[0].callback({"done": True})
+    assert network.result(answer) == {"done": True}
+    assert metrics.answerDurations.count == 1
