@@ -109,20 +109,12 @@ class ServerMetrics:
     @ivar requestDurations: from a request to a client to its outcome.
     """
 
+    # The counts start at 0 here; each instance's first += makes its own.
+    connectionsTotal = connectionsOpen = authentications = authenticationFailures = 0
+    messagesReceived = messagesSent = requestsReceived = requestsSent = 0
+    receivedBytes = sentBytes = keepAliveTimeouts = slowConsumerDrops = lineTooLong = 0
+
     def __init__(self) -> None:
-        self.connectionsTotal = 0
-        self.connectionsOpen = 0
-        self.authentications = 0
-        self.authenticationFailures = 0
-        self.messagesReceived = 0
-        self.messagesSent = 0
-        self.requestsReceived = 0
-        self.requestsSent = 0
-        self.receivedBytes = 0
-        self.sentBytes = 0
-        self.keepAliveTimeouts = 0
-        self.slowConsumerDrops = 0
-        self.lineTooLong = 0
         self.answerDurations = LatencyHistogram()
         self.requestDurations = LatencyHistogram()
 

@@ -27,7 +27,32 @@ from txtlsjson.hangup import OnHangup
 from txtlsjson.server import Server
 
 
-class TLSJSONService(MultiService):
+class _ListensWhenStarted:
+    """
+    A service that listens as it starts: in C{privilegedStartService}, before
+    twistd sheds privileges (for ports below 1024), or else in
+    C{startService}.  Its C{_listen} must do nothing the second time.
+    """
+
+    def _listen(self) -> None:
+        raise NotImplementedError()
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen now, before twistd sheds privileges.
+        """
+        super().privilegedStartService()  # type: ignore[misc]
+        self._listen()
+
+    def startService(self) -> None:
+        """
+        Listen, if L{privilegedStartService} did not already.
+        """
+        super().startService()  # type: ignore[misc]
+        self._listen()
+
+
+class TLSJSONService(_ListensWhenStarted, MultiService):
     """
     Listens with a L{Server} on endpoints when started; stops listening,
     closes every client and fails their pending requests when stopped.
@@ -64,19 +89,11 @@ class TLSJSONService(MultiService):
         if reloadOnHangup:
             self._hangup = OnHangup(server.factory.clock, lambda: reloadCredentials(server))
 
-    def privilegedStartService(self) -> None:
-        """
-        Listen now, before twistd sheds privileges (for ports below 1024).
-        """
-        super().privilegedStartService()  # type: ignore[no-untyped-call]
-        self._listen()
-
     def startService(self) -> None:
         """
-        Listen, if L{privilegedStartService} did not already.
+        Listen (if not done yet), and handle C{SIGHUP} if asked to.
         """
-        super().startService()  # type: ignore[no-untyped-call]
-        self._listen()
+        super().startService()
         if self._hangup is not None:
             self._hangup.install()
 
@@ -117,7 +134,7 @@ class TLSJSONService(MultiService):
         return gatherResults([children, self.server.close()]).addCallback(lambda _: None)
 
 
-class ListeningService(Service):
+class ListeningService(_ListensWhenStarted, Service):
     """
     Listens with a factory on one endpoint while running -- the
     C{--metrics} web server, say.  A failure to listen raises
@@ -136,20 +153,6 @@ class ListeningService(Service):
         self._factory = factory
         self._exitOnListenFailure = exitOnListenFailure
         self._port: Any = None
-
-    def privilegedStartService(self) -> None:
-        """
-        Listen now, before twistd sheds privileges.
-        """
-        super().privilegedStartService()  # type: ignore[no-untyped-call]
-        self._listen()
-
-    def startService(self) -> None:
-        """
-        Listen, if L{privilegedStartService} did not already.
-        """
-        super().startService()  # type: ignore[no-untyped-call]
-        self._listen()
 
     def _listen(self) -> None:
         if self._port is not None:
