@@ -58,6 +58,14 @@ class Driver:
         from twisted.internet.task import deferLater
 
         server = self.server
+        # Until this node has heard of the target's (its heartbeat), a send
+        # to it would be refused: ask, a bounded number of times.
+        for _ in range(200):
+            if await server.isConnectedAnywhere(target):
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        else:
+            raise AssertionError(f"client {target} is connected nowhere after 10 s")
         if workload == "send":
             n = self.sizes["send"]
             start = time.perf_counter()
@@ -153,6 +161,23 @@ def _line(process: "subprocess.Popen[str]", prefix: str) -> str:
     raise RuntimeError(f"no {prefix} line from {process.args!r}")
 
 
+def _untilAccepting(port: int, seconds: float = 10.0) -> None:
+    """
+    Wait until something accepts connections on 127.0.0.1:C{port}.
+    """
+    import socket
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing accepts on port {port} after {seconds} s") from None
+            time.sleep(0.05)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("role", nargs="?", default="suite",
@@ -203,12 +228,11 @@ def suite(runs: int, quick: bool) -> None:
           f"{' (quick)' if quick else ''}", flush=True)
     results: Dict[str, List[float]] = {}
     try:
-        time.sleep(0.5)
+        _untilAccepting(natsPort)
         quickFlag = ["--quick"] if quick else []
         nodeA = start("serve", "--nats", url, "--cert", cert, "--key", key, *quickFlag)
         nodeB = start("serve", "--nats", url, "--cert", cert, "--key", key, *quickFlag)
         portA, portB = _line(nodeA, "READY"), _line(nodeB, "READY")
-        time.sleep(3)  # the nodes' heartbeats: each must know the other
         targetClient = start("target", "--port", portB, "--ca", cert)
         to = _line(targetClient, "ID")
         for run in range(runs):

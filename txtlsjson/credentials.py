@@ -83,6 +83,10 @@ class Identity:
         return self.name or self.subject or "(shared password)"
 
 
+#: The identity of a client known by nothing but the shared password: one
+#: for all (an idle connection's memory counts).
+ANONYMOUS = Identity()
+
 #: What an authenticator returns, or what its Deferred or coroutine results in.
 Verdict = Union[Identity, str, None]
 Authenticator = Callable[[str, Optional[x509.Certificate]], Any]
@@ -119,7 +123,7 @@ class SharedPassword:
         # compare_digest takes time independent of where the bytes differ;
         # it needs equal types, hence the encoding.
         if hmac.compare_digest(password.encode("utf-8", "surrogatepass"), self._password):
-            return Identity()
+            return ANONYMOUS
         return None
 
 

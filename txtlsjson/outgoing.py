@@ -26,6 +26,32 @@ CHUNK_SIZE = 64 * 1024
 _Item = TypeVar("_Item")
 
 
+class _SendAtOnce:
+    """
+    The C{write} L{sendAtOnce} gives a transport: one small object a
+    connection (an idle connection's memory counts).
+    """
+
+    __slots__ = ("_transport", "_write", "_above")
+
+    def __init__(self, transport: Any, above: Any) -> None:
+        self._transport = transport
+        self._write = transport.write
+        self._above = above
+
+    def __call__(self, data: bytes) -> None:
+        transport = self._transport
+        if (not transport._tempDataLen and transport.offset == len(transport.dataBuffer)
+                and transport.connected and not transport.disconnecting
+                and not transport._writeDisconnected and not getattr(self._above, "_aborted", False)):
+            sent = transport.writeSomeData(data)
+            if type(sent) is int:
+                if sent == len(data):
+                    return
+                data = data[sent:]
+        self._write(data)
+
+
 def sendAtOnce(transport: Any, above: Any = None) -> bool:
     """
     Have Twisted's TCP C{transport} send what it is given at once when
@@ -44,51 +70,12 @@ def sendAtOnce(transport: Any, above: Any = None) -> bool:
     @return: whether C{transport} is one this applies to.
     """
     try:
-        write = transport.write
-        writeSomeData = transport.writeSomeData
+        transport.write, transport.writeSomeData
         transport._tempDataLen, transport.dataBuffer, transport.offset
     except AttributeError:
         return False
-
-    def writeAtOnce(data: bytes) -> None:
-        if (not transport._tempDataLen and transport.offset == len(transport.dataBuffer)
-                and transport.connected and not transport.disconnecting
-                and not transport._writeDisconnected and not getattr(above, "_aborted", False)):
-            sent = writeSomeData(data)
-            if type(sent) is int:
-                if sent == len(data):
-                    return
-                data = data[sent:]
-        write(data)
-
-    transport.write = writeAtOnce
+    transport.write = _SendAtOnce(transport, above)
     return True
-
-
-def immediateWriter(transport: Any) -> Callable[[bytes], None]:
-    """
-    A C{write} for C{transport} that does not wait for the end of the
-    reactor turn: under Twisted's TLS, which gathers small writes until
-    then, what it has gathered (written earlier) goes first, then the bytes
-    given, encrypted at once.  For the answers to what a C{dataReceived}
-    delivered: they are gathered already (L{OutgoingLines.batch}), and
-    waiting costs every round trip a reactor turn.
-    """
-    aggregator = getattr(transport, "_aggregator", None)
-    if not isinstance(transport, TLSMemoryBIOProtocol) or aggregator is None:
-        return transport.write  # type: ignore[no-any-return]
-    # The class's own write: BufferingTLSTransport's instances write through
-    # the aggregator instead.
-    encrypt = TLSMemoryBIOProtocol.write.__get__(transport)
-
-    def writeNow(data: bytes) -> None:
-        if transport.disconnecting or transport._aggregator is not aggregator:
-            transport.write(data)
-            return
-        aggregator.flush()
-        encrypt(data)
-
-    return writeNow
 
 
 def bufferingTransport(transport: Any) -> Any:
@@ -132,7 +119,7 @@ class OutgoingLines:
     """
 
     # One per connection, so kept small: slots, and no queue until needed.
-    __slots__ = ("_write", "_writeNow", "_limit", "_slowConsumer", "_chunkSize", "paused",
+    __slots__ = ("_write", "_tls", "_limit", "_slowConsumer", "_chunkSize", "paused",
                  "_pending", "_long", "_longLeft", "_queue", "_queued", "_held", "_heldBytes",
                  "_registeredWith")
 
@@ -154,8 +141,8 @@ class OutgoingLines:
             in the pieces it is encoded in.
         """
         self._write = write
-        # What a batch's lines go out with at its end (see register()).
-        self._writeNow = write
+        # Under Twisted's TLS, the TLS transport (see _writeNow).
+        self._tls: Optional[TLSMemoryBIOProtocol] = None
         self._limit = limit
         self._slowConsumer = slowConsumer
         self._chunkSize = chunkSize
@@ -197,8 +184,8 @@ class OutgoingLines:
             cls.log.debug("no write backpressure on {transport}", transport=transport)
             return None
         outgoing._registeredWith = beneath
-        if beneath is not transport:
-            outgoing._writeNow = immediateWriter(transport)
+        if isinstance(transport, TLSMemoryBIOProtocol) and hasattr(transport, "_aggregator"):
+            outgoing._tls = transport
         sendAtOnce(beneath, transport if beneath is not transport else None)
         return outgoing
 
@@ -219,7 +206,7 @@ class OutgoingLines:
         C{dataReceived}), collecting the short lines written meanwhile into
         one write at the end: a batch of requests then costs the TLS
         transport one write, not one per answer, and that write goes at
-        once (see L{immediateWriter}), not at the end of the reactor turn.
+        once (see L{_writeNow}), not at the end of the reactor turn.
         Collected lines are written early once they reach the size of a
         piece, or when a long line comes.
 
@@ -245,6 +232,26 @@ class OutgoingLines:
                     # Now, not at the end of the reactor turn: these are the
                     # answers to what was just read.
                     self._writeNow(data)
+
+    def _writeNow(self, data: bytes) -> None:
+        """
+        Write C{data} without waiting for the end of the reactor turn:
+        under Twisted's TLS, which gathers small writes until then, what it
+        has gathered (written earlier) goes first, then C{data}, encrypted
+        at once.  For the answers to what a C{dataReceived} delivered: they
+        are gathered already (L{batch}), and waiting would cost every round
+        trip a reactor turn.  (Twisted's C{_aggregator} is private: this
+        belongs in Twisted, as a way to flush.)
+        """
+        tls = self._tls
+        if tls is None or tls.disconnecting:
+            self._write(data)
+            return
+        tls._aggregator.flush()
+        # The class's own write, which encrypts now (and drops what comes
+        # after the connection is lost); a BufferingTLSTransport's instance
+        # write goes through the aggregator.
+        TLSMemoryBIOProtocol.write(tls, data)
 
     def _collect(self, line: OutgoingLine) -> None:
         """

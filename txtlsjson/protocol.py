@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txtlsjson.answers import answerRequest
-from txtlsjson.credentials import Authenticator, Identity, SharedPassword, subjectOf
+from txtlsjson.credentials import ANONYMOUS, Authenticator, Identity, SharedPassword, subjectOf
 from txtlsjson.errors import (
     AuthenticationFailed,
     CredentialRevoked,
@@ -222,7 +222,7 @@ class TLSJSONServerProtocol(TLSJSONProtocol):
         certificate's subject under mutual TLS, then go on as every protocol
         does.
         """
-        identity = cast(ServerSession, self.session).identity or Identity()
+        identity = cast(ServerSession, self.session).identity or ANONYMOUS
         if identity.subject is None:
             subject = subjectOf(self.peerCertificate())
             if subject is not None:

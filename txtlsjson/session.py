@@ -27,7 +27,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txtlsjson.credentials import Identity
+from txtlsjson.credentials import ANONYMOUS, Identity
 from txtlsjson.codec import decodeLine, encodeLine, encodeMessageLine, lineTooLong
 from txtlsjson.pieced import LONG_STRING, OutgoingLine, encodeLongMessage
 from txtlsjson.settings import ClientSettings, ConnectionSettings, ServerSettings
@@ -582,7 +582,7 @@ class ServerSession(Session):
         if isinstance(verdict, str):
             verdict = Identity(name=verdict) if verdict else None
         elif verdict is not None and not isinstance(verdict, Identity):
-            verdict = Identity() if verdict else None
+            verdict = ANONYMOUS if verdict else None
         if paced:
             assert self._throttle is not None
             self._throttle.finished(self._peerKey, verdict is not None)
