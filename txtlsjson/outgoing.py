@@ -36,7 +36,9 @@ class _SendAtOnce:
 
     def __init__(self, transport: Any, above: Any) -> None:
         self._transport = transport
-        self._write = transport.write
+        # Someone else's write, if they replaced the class's; else the
+        # class's own, called through the class (no bound method kept).
+        self._write = transport.__dict__.get("write")
         self._above = above
 
     def __call__(self, data: bytes) -> None:
@@ -49,7 +51,10 @@ class _SendAtOnce:
                 if sent == len(data):
                     return
                 data = data[sent:]
-        self._write(data)
+        if self._write is None:
+            type(transport).write(transport, data)
+        else:
+            self._write(data)
 
 
 def sendAtOnce(transport: Any, above: Any = None) -> bool:

@@ -195,12 +195,16 @@ class TLSJSONServerProtocol(TLSJSONProtocol):
     def _buildSession(self) -> Session:
         factory = self.factory
         peer = peerOf(self)
-        return ServerSession(self, self, factory.clock, self._authenticate, factory.settings,
+        return ServerSession(self, self, factory.clock, factory.settings,
                              onKeepAliveTimeout=self.keepAliveTimedOut,
                              throttle=factory.throttle,
                              peerKey=addressKey(str(getattr(peer, "host", peer))))
 
-    def _authenticate(self, password: str) -> Any:
+    def authenticate(self, password: str) -> Any:
+        """
+        Ask the factory's authenticator about the client's C{password} (with
+        its certificate, under mutual TLS); see L{txtlsjson.credentials}.
+        """
         return self.factory.authenticator(password, self.peerCertificate())
 
     def peerCertificate(self) -> Optional[x509.Certificate]:

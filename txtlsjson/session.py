@@ -20,7 +20,7 @@ L{txtlsjson.protocol} provide both.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Callable, List, Optional, Protocol
+from typing import Any, Callable, List, Optional, Protocol, cast
 
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -110,6 +110,20 @@ class ISessionTransport(Protocol):
         written is sent first; without, the connection is aborted at once (for
         a peer that may be dead or hostile).  The session learns of the close
         through L{Session.connectionLost}.
+        """
+
+
+class IServerSessionTransport(ISessionTransport, Protocol):
+    """
+    What a server session needs from its connection: also who a client is.
+    """
+
+    def authenticate(self, password: str) -> Any:
+        """
+        Ask the server's authenticator about C{password}: the client's
+        L{Identity}, or a name, to accept it, L{None} to refuse it; or a
+        Deferred or coroutine resulting in one (see
+        L{txtlsjson.credentials}).
         """
 
 
@@ -435,20 +449,17 @@ class ServerSession(Session):
 
     def __init__(
         self,
-        transport: ISessionTransport,
+        transport: IServerSessionTransport,
         observer: ISessionObserver,
         clock: IReactorTime,
-        authenticate: Callable[[str], Any],
         settings: ServerSettings,
         onKeepAliveTimeout: Callable[[], None],
         throttle: Optional[PasswordPacer] = None,
         peerKey: str = "",
     ) -> None:
         """
-        @param authenticate: called with the password a client sent (a
-            string), returns its L{Identity}, or a name, to accept it or
-            L{None} to refuse it; or a Deferred or coroutine resulting in
-            one (see L{txtlsjson.credentials}).
+        @param transport: the connection, which also says who a client is
+            (L{IServerSessionTransport.authenticate}).
         @param settings: the server's settings: C{authTimeout},
             C{keepAliveInterval} and C{keepAliveTimeout} apply here.
         @param onKeepAliveTimeout: called when a pong did not come in time,
@@ -459,7 +470,6 @@ class ServerSession(Session):
             L{addressKey<txtlsjson.throttle.addressKey>}).
         """
         super().__init__(transport, observer, clock, settings)
-        self._authenticator = authenticate
         self._authTimeout = settings.authTimeout
         self._keepAliveInterval = settings.keepAliveInterval
         self._keepAliveTimeout = settings.keepAliveTimeout
@@ -533,7 +543,7 @@ class ServerSession(Session):
             self._verdict(None, paced)
             return
         try:
-            verdict = self._authenticator(password)
+            verdict = cast(IServerSessionTransport, self._transport).authenticate(password)
         except Exception:
             self._failed(Failure(), paced)
             return
