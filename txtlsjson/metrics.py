@@ -34,7 +34,6 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple, Union
 
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from txtlsjson.requests import PendingRequests
@@ -162,24 +161,23 @@ class ServerMetrics:
 
 class TimedPendingRequests(PendingRequests):
     """
-    A connection's L{PendingRequests} that counts the requests issued and
-    times each until its response arrives (requests that time out, are
-    cancelled or lose their connection are counted but not timed).
+    A connection's L{PendingRequests} that times each request until its
+    response arrives (requests that time out, are cancelled or lose their
+    connection are not timed; the metered protocol counts them all).
     """
 
     def __init__(self, clock: IReactorTime, timeout: float, metrics: ServerMetrics) -> None:
         super().__init__(clock, timeout)
-        self._metrics = metrics
-        self._observe = metrics.requestDurations.observe
-
-    def issue(self) -> "Deferred[JSONObject]":
-        self._metrics.requestsSent += 1
-        return PendingRequests.issue(self)
+        self._durations = metrics.requestDurations
 
     def resolve(self, ident: object, response: JSONObject) -> bool:
         entry = self._pending.get(ident) if type(ident) is int else None
         if entry is not None:
-            self._observe(self._seconds() - entry[1])
+            # LatencyHistogram.observe, inline: every response's path.
+            seconds = self._seconds() - entry[1]
+            durations = self._durations
+            durations.counts[bisect_left(durations.bounds, seconds)] += 1
+            durations.total += seconds
         return PendingRequests.resolve(self, ident, response)
 
 

@@ -94,7 +94,6 @@ class _MeteredServerProtocol(_ServerProtocol):
         metrics = self._metrics = cast(ServerMetrics, self.factory.metrics)
         metrics.connectionsTotal += 1
         metrics.connectionsOpen += 1
-        self._observeAnswer = metrics.answerDurations.observe
         # The socket's writes are counted by wrapping its write: beneath
         # TLS, after the connection has set up how it writes to the socket
         # (outgoing.sendAtOnce); without TLS, before it takes the
@@ -120,9 +119,17 @@ class _MeteredServerProtocol(_ServerProtocol):
         self._metrics.messagesReceived += 1
         self.factory.server.emit("message", self.connectionId, message)
 
-    def sessionRequest(self, requestId: int, request: JSONObject) -> None:
-        self._metrics.requestsReceived += 1
-        answerTimedRequest(self, requestId, request, self._observeAnswer)
+    #: Counts and times each request on its way to its answer.
+    sessionRequest = answerTimedRequest
+
+    def request(self, request: JSONObject) -> "Deferred[JSONObject]":
+        session = self.session
+        if session is None:
+            return fail(NotConnected())
+        sent = session.request(request)
+        if not sent.called:  # issued, not refused at once
+            self._metrics.requestsSent += 1
+        return sent
 
     def send(self, message: JSONObject) -> None:
         session = self.session
