@@ -209,6 +209,7 @@ async def test_scrapedOverHTTP(pki: PKI, tmp_path: Path) -> None:
             pass
         final = parse(await scrape(metricsPort))
         assert final["tlsjson_authentication_failures_total"] == 1
+        assert "GET /metrics" not in process.text()  # scrapes are not logged
         process.signal("TERM")
         await process.ended
     finally:

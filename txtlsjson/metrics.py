@@ -326,4 +326,6 @@ def metricsSite(metrics: "Union[ServerMetrics, MetricsCollector]") -> Any:
     root.putChild(b"", page)
     site = Site(root)
     site.noisy = False
+    # A scrape every few seconds is no news: no access log line for each.
+    site.log = lambda request: None  # type: ignore[method-assign]
     return site
