@@ -332,6 +332,27 @@ def test_disconnectWhileAuthenticatorThinks() -> None:
     assert clock.getDelayedCalls() == []
 
 
+def test_authenticatorThatNeverAnswers() -> None:
+    """
+    An authenticator that has not answered within C{authTimeout} has its
+    check cancelled and the client dropped (L{AuthenticatorFailed}); no
+    timer is left.
+    """
+    clock = Clock()
+    authenticator = LaterAuthenticator()
+    _, protocol, transport = recordingServer(authenticator, clock, authTimeout=5,
+                                             authFailureDelay=0)
+    protocol.dataReceived(b'{"password":"x"}\n')
+    clock.advance(4.9)
+    assert not transport.disconnecting
+    clock.advance(0.1)
+    assert transport.disconnecting and transport.lines() == []
+    assert [type(e) for e in protocol.errors] == [AuthenticatorFailed]
+    assert "did not answer within 5" in str(protocol.errors[0])
+    assert authenticator.asked[0].called  # cancelled
+    assert clock.getDelayedCalls() == []
+
+
 def test_failedAttemptsStillPaced() -> None:
     """
     With an authenticator, a refused attempt slows the next attempt from

@@ -550,10 +550,27 @@ class ServerSession(Session):
         if isinstance(verdict, Deferred) or hasattr(verdict, "__await__"):
             checking: Deferred[Any] = ensureDeferred(verdict)
             self._hold(checking)
+            if self._authTimeout > 0:
+                # An authenticator that never answers (a database hung)
+                # must not hold the connection for ever.
+                self._authTimer = self._clock.callLater(
+                    self._authTimeout, self._authenticatorTimedOut, checking, paced)
             checking.addCallbacks(self._verdict, self._failed, callbackArgs=(paced,),
                                   errbackArgs=(paced,))
             return
         self._verdict(verdict, paced)
+
+    def _authenticatorTimedOut(self, checking: "Deferred[Any]", paced: bool) -> None:
+        self._authTimer = None
+        self._release()
+        if paced:
+            assert self._throttle is not None
+            self._throttle.finished(self._peerKey, False)
+        self.log.error("the authenticator did not answer within {timeout} seconds; dropping "
+                       "the client", timeout=self._authTimeout)
+        self._drop(AuthenticatorFailed(
+            f"the authenticator did not answer within {self._authTimeout} seconds"))
+        checking.cancel()
 
     def _release(self) -> Optional[List[IncomingLine]]:
         """
@@ -574,8 +591,10 @@ class ServerSession(Session):
         telling it its password was wrong (a tls-json client tries again).
         """
         if failure.check(CancelledError):
-            # The connection is gone; nothing to answer.
+            # The connection is gone, or the check timed out: nothing to answer.
             return
+        _cancel(self._authTimer)
+        self._authTimer = None
         self._release()
         if paced:
             assert self._throttle is not None
@@ -588,6 +607,8 @@ class ServerSession(Session):
         Answer the client: accepted as C{verdict} (an L{Identity}, or a
         name), or refused (L{None}, or anything false).
         """
+        _cancel(self._authTimer)
+        self._authTimer = None
         held = self._release()
         if isinstance(verdict, str):
             verdict = Identity(name=verdict) if verdict else None
