@@ -38,7 +38,7 @@ class _SendAtOnce:
         self._transport = transport
         # Someone else's write, if they replaced the class's; else the
         # class's own, called through the class (no bound method kept).
-        self._write = transport.__dict__.get("write")
+        self._write = getattr(transport, "__dict__", {}).get("write")
         self._above = above
 
     def __call__(self, data: bytes) -> None:
