@@ -268,3 +268,26 @@ def test_laterAnswersTimedWhenSent() -> None:
     waiting[0].callback({"done": True})
     assert network.result(answer) == {"done": True}
     assert metrics.answerDurations.count == 1
+
+
+def test_requestsHeldDuringPasswordCheckTimed() -> None:
+    """
+    A request that came with the password, held while the authenticator
+    decided and answered outside any read, is timed too.
+    """
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import Clock
+
+    from .helpers import connectProtocol
+
+    decided: Deferred[Any] = Deferred()
+    server = Server(authenticator=lambda password, certificate: decided, reactor=Clock(),
+                    metrics=ServerMetrics(), authFailureDelay=0)
+    server.on("request", lambda i, request, res: res.send({"ok": True}))
+    protocol, transport = connectProtocol(server.factory)
+    protocol.dataReceived(b'{"password":"x"}\n{"n":1,"requestId":1}\n')
+    metrics = server.metrics
+    assert metrics is not None and metrics.requestsReceived == 0
+    decided.callback("worker-1")
+    assert transport.lines() == [b'{"authenticated":true}', b'{"ok":true,"responseId":1}']
+    assert metrics.requestsReceived == 1 and metrics.answerDurations.count == 1

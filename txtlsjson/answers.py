@@ -29,7 +29,6 @@ all of them:
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from inspect import isawaitable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Optional, cast
@@ -101,37 +100,45 @@ def answer(connection: "TLSJSONProtocol", requestId: int, result: Any) -> "Optio
 def answerTimedRequest(connection: Any, requestId: int, request: JSONObject) -> None:
     """
     L{answerRequest} for a metered connection (one with C{_metrics}, a
-    L{ServerMetrics<txtlsjson.metrics.ServerMetrics>}): counts the request,
-    and adds to C{answerDurations} how many seconds the answer took, from
-    now until it is sent or the hook's failure logged (a request the hook
-    answers with L{None} is not timed).  A metered server's
-    C{sessionRequest} itself, as L{answerRequest} is the plain one's: a
-    call less per request.
+    L{ServerMetrics<txtlsjson.metrics.ServerMetrics>}, and C{_readAt}): it
+    counts the request and times its answer from the read that brought the
+    request (C{_readAt}, a C{perf_counter} reading) until the answer is
+    handed to the transport, or the hook's failure logged; a request the
+    hook answers with L{None} is not timed.
+
+    An answer given at once goes out with the others of the same read, at
+    the read's end: it is only counted here (C{_answeredInRead}), and the
+    connection times all of them with one clock reading when the read is
+    done.  A metered server's C{sessionRequest} itself, as L{answerRequest}
+    is the plain one's.
     """
-    metrics = connection._metrics
-    metrics.requestsReceived += 1
-    durations = metrics.answerDurations
-    start = perf_counter()
+    connection._metrics.requestsReceived += 1
+    readAt = connection._readAt
+    if readAt is None:
+        # Not in a read (lines held during the password check, delivered
+        # later): timed from now.
+        readAt = perf_counter()
     try:
         result = connection.requestReceived(request)
     except Exception:
         _handlerFailed(Failure(), connection, requestId)
-        durations.observe(perf_counter() - start)
+        connection._metrics.answerDurations.observe(perf_counter() - readAt)
         return
     if type(result) is dict:
         _send(result, connection, requestId)
-        # LatencyHistogram.observe, inline: this is every request's path.
-        seconds = perf_counter() - start
-        durations.counts[bisect_left(durations.bounds, seconds)] += 1
-        durations.total += seconds
+        if connection._readAt is None:
+            connection._metrics.answerDurations.observe(perf_counter() - readAt)
+        else:
+            connection._answeredInRead += 1
         return
     if result is None:
         return
+    durations = connection._metrics.answerDurations
     waiting = answer(connection, requestId, result)
     if waiting is None:
-        durations.observe(perf_counter() - start)
+        durations.observe(perf_counter() - readAt)
     else:
-        waiting.addBoth(_observe, durations.observe, start)
+        waiting.addBoth(_observe, durations.observe, readAt)
 
 
 def _observe(result: Any, observe: Callable[[float], None], start: float) -> Any:

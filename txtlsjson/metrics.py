@@ -20,7 +20,8 @@ The metrics, all prefixed C{tlsjson_}:
   - C{messages_received_total}, C{messages_sent_total},
     C{requests_received_total}, C{requests_sent_total};
   - C{request_duration_seconds} (histogram) with C{direction="received"}
-    (from a client's request arriving to its answer being sent) and
+    (from the read that brought a client's request to its answer being
+    handed to the transport) and
     C{direction="sent"} (a request to a client, until its response
     arrives);
   - C{received_bytes_total}, C{sent_bytes_total}: on the wire, TLS records

@@ -8,6 +8,8 @@ prefer L{txtlsjson.protocol.TLSJSONServerFactory} directly.
 from __future__ import annotations
 
 import socket
+from bisect import bisect_left
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -89,6 +91,26 @@ class _MeteredServerProtocol(_ServerProtocol):
     """
 
     _metrics: ServerMetrics
+    #: During a read, when it began (C{perf_counter}); and how many requests
+    #: it answered at once (answerTimedRequest counts them).
+    _readAt: Optional[float] = None
+    _answeredInRead = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        self._readAt = readAt = perf_counter()
+        try:
+            super().dataReceived(data)
+        finally:
+            self._readAt = None
+            answered = self._answeredInRead
+            if answered:
+                # Their answers went out together at the read's end (the
+                # batch): one duration, as many times as they were.
+                self._answeredInRead = 0
+                seconds = perf_counter() - readAt
+                durations = self._metrics.answerDurations
+                durations.counts[bisect_left(durations.bounds, seconds)] += answered
+                durations.total += seconds * answered
 
     def connectionMade(self) -> None:
         metrics = self._metrics = cast(ServerMetrics, self.factory.metrics)
