@@ -63,8 +63,8 @@ def _days(value: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tlsjson",
-        description="Talk to a tls-json server from a shell, or make development "
-                    "certificates.",
+        description="Talk to a tls-json server from a shell, make development "
+                    "certificates, or edit a per-client credentials file.",
         epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 connection failed, "
                "4 authentication failed, 5 timeout, 6 bad input JSON.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -69,7 +69,8 @@ class Options(usage.Options):
     longdesc = (
         "Run a tls-json server: JSON messages both ways over TLS after a password "
         "exchange, compatible with the Node.js package tls-json. The password is read "
-        "from --password-file or the TLSJSON_PASSWORD environment variable. Without "
+        "from --password-file or the TLSJSON_PASSWORD environment variable; with "
+        "--credentials, each client has its own secret. Without "
         "--handler, requests are answered with their own payload and the first messages "
         "logged, then counted.")
 
