@@ -291,3 +291,29 @@ def test_requestsHeldDuringPasswordCheckTimed() -> None:
     decided.callback("worker-1")
     assert transport.lines() == [b'{"authenticated":true}', b'{"ok":true,"responseId":1}']
     assert metrics.requestsReceived == 1 and metrics.answerDurations.count == 1
+
+
+@inReactor
+async def test_metricsServiceStopsListening() -> None:
+    """
+    The service serving metrics listens when started and, when stopped,
+    stops listening: its stop fires and the port is closed.
+    """
+    import socket
+
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import TCP4ServerEndpoint
+
+    from txtlsjson.metrics import metricsSite
+    from txtlsjson.service import ListeningService
+
+    service = ListeningService("metrics", TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
+                               metricsSite(ServerMetrics()))
+    service.startService()
+    listening = service._listening
+    assert listening is not None
+    port = (await listening).getHost().port
+    assert "tlsjson_connections 0.0" in await scrape(port)
+    await service.stopService()
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0

@@ -152,16 +152,23 @@ class ListeningService(_ListensWhenStarted, Service):
         self._endpoint = endpoint
         self._factory = factory
         self._exitOnListenFailure = exitOnListenFailure
-        self._port: Any = None
+        #: The endpoint's Deferred for the listening port, while listening.
+        self._listening: "Optional[Deferred[Any]]" = None
 
     def _listen(self) -> None:
-        if self._port is not None:
+        if self._listening is not None:
             return
+        listening = self._listening = self._endpoint.listen(self._factory)
         outcome: List[Any] = []
-        self._port = self._endpoint.listen(self._factory)
-        self._port.addBoth(outcome.append)
+
+        def keep(result: Any) -> Any:
+            outcome.append(result)
+            return result
+
+        listening.addBoth(keep)
         if outcome and isinstance(outcome[0], Failure):
-            self._port = None
+            self._listening = None
+            listening.addErrback(lambda failure: None)  # reported here
             message = f"cannot listen on {self._description}: {outcome[0].getErrorMessage()}"
             if self._exitOnListenFailure:
                 raise SystemExit(f"twistd tlsjson: {message}")
@@ -169,16 +176,23 @@ class ListeningService(_ListensWhenStarted, Service):
         if outcome:
             self.log.info("{description} on {address}", description=self._description,
                           address=outcome[0].getHost())
+        else:
+            # An endpoint that listens later: its failure goes to the log.
+            listening.addErrback(self._lateFailure)
+
+    def _lateFailure(self, failure: Failure) -> None:
+        self.log.failure("cannot listen on {description}", failure,
+                         description=self._description)
 
     def stopService(self) -> "Deferred[None]":
         """
         Stop listening.
         """
         super().stopService()  # type: ignore[no-untyped-call]
-        port, self._port = self._port, None
-        if port is None:
+        listening, self._listening = self._listening, None
+        if listening is None:
             return succeed(None)
-        return port.addCallback(lambda listening: listening.stopListening())  # type: ignore[no-any-return]
+        return listening.addCallback(lambda port: port and port.stopListening())
 
 
 def reloadCredentials(server: Server) -> None:
