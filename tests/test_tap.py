@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import types
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any, Iterator, List, cast
 
 import pytest
 from twisted.python import usage
@@ -365,3 +365,35 @@ def test_echoHandlerDoesNotFloodTheLog() -> None:
         "5 more messages in the last 10 seconds",
         "1 more messages in the last 10 seconds"]
     assert clock.getDelayedCalls() == []
+
+
+def test_lateListenFailureLogged() -> None:
+    """
+    An endpoint that fails to listen only later (not by the time the
+    service starts) has its failure logged, not lost.
+    """
+    from twisted.internet.defer import Deferred
+    from twisted.internet.error import CannotListenError
+    from twisted.internet.task import Clock
+    from twisted.logger import ILogObserver, globalLogPublisher
+
+    from txtlsjson import Server
+
+    later: Deferred[Any] = Deferred()
+
+    class LaterEndpoint:
+        def listen(self, factory: Any) -> "Deferred[Any]":
+            return later
+
+    logged: List[Any] = []
+    observer = cast(ILogObserver, logged.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        service = TLSJSONService(Server("pw", reactor=Clock()), [("later:1", LaterEndpoint())])  # type: ignore[list-item]
+        service.startService()
+        later.errback(CannotListenError("127.0.0.1", 1, OSError("in use")))
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    failures = [event for event in logged if "log_failure" in event]
+    assert len(failures) == 1 and failures[0]["description"] == "later:1"
+    assert failures[0]["log_failure"].check(CannotListenError)

@@ -27,6 +27,15 @@ from txtlsjson.hangup import OnHangup
 from txtlsjson.server import Server
 
 
+def _noted(result: Any, outcome: List[Any]) -> Any:
+    """
+    Note C{result} in C{outcome} and pass it on (a listening port to stop
+    later, a failure for a later errback).
+    """
+    outcome.append(result)
+    return result
+
+
 class _ListensWhenStarted:
     """
     A service that listens as it starts: in C{privilegedStartService}, before
@@ -104,13 +113,14 @@ class TLSJSONService(_ListensWhenStarted, MultiService):
         for description, endpoint in self._endpoints:
             outcome: List[Any] = []
             d = self.server.listenOn(endpoint)
-            d.addBoth(outcome.append)
+            d.addBoth(_noted, outcome)
             if not outcome:
                 # An endpoint that listens later: report its failure in the
                 # log, since nobody is waiting for it.
                 d.addErrback(self._lateFailure, description)
                 continue
             if isinstance(outcome[0], Failure):
+                d.addErrback(lambda failure: None)  # reported here
                 message = f"cannot listen on {description}: {outcome[0].getErrorMessage()}"
                 if self._exitOnListenFailure:
                     raise SystemExit(f"twistd tlsjson: {message}")
@@ -161,11 +171,7 @@ class ListeningService(_ListensWhenStarted, Service):
         listening = self._listening = self._endpoint.listen(self._factory)
         outcome: List[Any] = []
 
-        def keep(result: Any) -> Any:
-            outcome.append(result)
-            return result
-
-        listening.addBoth(keep)
+        listening.addBoth(_noted, outcome)
         if outcome and isinstance(outcome[0], Failure):
             self._listening = None
             listening.addErrback(lambda failure: None)  # reported here
