@@ -562,20 +562,21 @@ class ServerSession(Session):
 
     def _authenticatorTimedOut(self, checking: "Deferred[Any]", paced: bool) -> None:
         self._authTimer = None
-        self._release()
-        if paced:
-            assert self._throttle is not None
-            self._throttle.finished(self._peerKey, False)
+        self._settle(paced, succeeded=False)
         self.log.error("the authenticator did not answer within {timeout} seconds; dropping "
                        "the client", timeout=self._authTimeout)
         self._drop(AuthenticatorFailed(
             f"the authenticator did not answer within {self._authTimeout} seconds"))
         checking.cancel()
 
-    def _release(self) -> Optional[List[IncomingLine]]:
+    def _settle(self, paced: bool, succeeded: bool) -> Optional[List[IncomingLine]]:
         """
-        Read again, and take the lines kept meanwhile.
+        The password check is over: stop its timer, read again, tell the
+        throttle (if it paced the check) how it went, and take the lines
+        kept meanwhile.
         """
+        _cancel(self._authTimer)
+        self._authTimer = None
         self._attempt = None
         held, self._held = self._held, None
         if held is not None:
@@ -583,6 +584,9 @@ class ServerSession(Session):
             # closed may not resume): a refused peer's close must be read for
             # the close to complete.
             self._transport.resumeReading()
+        if paced:
+            assert self._throttle is not None
+            self._throttle.finished(self._peerKey, succeeded)
         return held
 
     def _failed(self, failure: Failure, paced: bool) -> None:
@@ -593,12 +597,7 @@ class ServerSession(Session):
         if failure.check(CancelledError):
             # The connection is gone, or the check timed out: nothing to answer.
             return
-        _cancel(self._authTimer)
-        self._authTimer = None
-        self._release()
-        if paced:
-            assert self._throttle is not None
-            self._throttle.finished(self._peerKey, False)
+        self._settle(paced, succeeded=False)
         self.log.failure("the authenticator failed; dropping the client", failure)
         self._drop(AuthenticatorFailed(f"the authenticator failed: {failure.getErrorMessage()}"))
 
@@ -607,16 +606,11 @@ class ServerSession(Session):
         Answer the client: accepted as C{verdict} (an L{Identity}, or a
         name), or refused (L{None}, or anything false).
         """
-        _cancel(self._authTimer)
-        self._authTimer = None
-        held = self._release()
         if isinstance(verdict, str):
             verdict = Identity(name=verdict) if verdict else None
         elif verdict is not None and not isinstance(verdict, Identity):
             verdict = ANONYMOUS if verdict else None
-        if paced:
-            assert self._throttle is not None
-            self._throttle.finished(self._peerKey, verdict is not None)
+        held = self._settle(paced, succeeded=verdict is not None)
         if verdict is None:
             self._transport.writeLine(INCORRECT_PASSWORD_LINE)
             self._drop(AuthenticationFailed(), flush=True)
