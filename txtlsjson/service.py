@@ -43,8 +43,37 @@ class _ListensWhenStarted:
     C{startService}.  Its C{_listen} must do nothing the second time.
     """
 
+    log = Logger()
+    #: On a failure to listen, raise C{SystemExit} with one line (for
+    #: C{twistd -n}) rather than L{ListenFailed}.
+    _exitOnListenFailure = False
+
     def _listen(self) -> None:
         raise NotImplementedError()
+
+    def _listened(self, listening: "Deferred[Any]", description: str, what: str) -> Any:
+        """
+        See how listening on C{description} went: a port listening now is
+        logged (as C{what} on its address) and returned; a failure now is
+        raised with one line; an endpoint that listens later gives L{None},
+        and its failure, if it fails, goes to the log.
+        """
+        outcome: List[Any] = []
+        listening.addBoth(_noted, outcome)
+        if not outcome:
+            listening.addErrback(self._lateFailure, description)
+            return None
+        if isinstance(outcome[0], Failure):
+            listening.addErrback(lambda failure: None)  # reported here
+            message = f"cannot listen on {description}: {outcome[0].getErrorMessage()}"
+            if self._exitOnListenFailure:
+                raise SystemExit(f"twistd tlsjson: {message}")
+            raise ListenFailed(message)
+        self.log.info("{what} on {address}", what=what, address=outcome[0].getHost())
+        return outcome[0]
+
+    def _lateFailure(self, failure: Failure, description: str) -> None:
+        self.log.failure("cannot listen on {description}", failure, description=description)
 
     def privilegedStartService(self) -> None:
         """
@@ -111,25 +140,7 @@ class TLSJSONService(_ListensWhenStarted, MultiService):
             return
         self._listening = True
         for description, endpoint in self._endpoints:
-            outcome: List[Any] = []
-            d = self.server.listenOn(endpoint)
-            d.addBoth(_noted, outcome)
-            if not outcome:
-                # An endpoint that listens later: report its failure in the
-                # log, since nobody is waiting for it.
-                d.addErrback(self._lateFailure, description)
-                continue
-            if isinstance(outcome[0], Failure):
-                d.addErrback(lambda failure: None)  # reported here
-                message = f"cannot listen on {description}: {outcome[0].getErrorMessage()}"
-                if self._exitOnListenFailure:
-                    raise SystemExit(f"twistd tlsjson: {message}")
-                raise ListenFailed(message)
-            self.log.info("tls-json server listening on {address}",
-                          address=outcome[0].getHost())
-
-    def _lateFailure(self, failure: Failure, description: str) -> None:
-        self.log.failure("cannot listen on {description}", failure, description=description)
+            self._listened(self.server.listenOn(endpoint), description, "tls-json server listening")
 
     def stopService(self) -> "Optional[Deferred[None]]":
         """
@@ -169,26 +180,11 @@ class ListeningService(_ListensWhenStarted, Service):
         if self._listening is not None:
             return
         listening = self._listening = self._endpoint.listen(self._factory)
-        outcome: List[Any] = []
-
-        listening.addBoth(_noted, outcome)
-        if outcome and isinstance(outcome[0], Failure):
+        try:
+            self._listened(listening, self._description, self._description)
+        except BaseException:
             self._listening = None
-            listening.addErrback(lambda failure: None)  # reported here
-            message = f"cannot listen on {self._description}: {outcome[0].getErrorMessage()}"
-            if self._exitOnListenFailure:
-                raise SystemExit(f"twistd tlsjson: {message}")
-            raise ListenFailed(message)
-        if outcome:
-            self.log.info("{description} on {address}", description=self._description,
-                          address=outcome[0].getHost())
-        else:
-            # An endpoint that listens later: its failure goes to the log.
-            listening.addErrback(self._lateFailure)
-
-    def _lateFailure(self, failure: Failure) -> None:
-        self.log.failure("cannot listen on {description}", failure,
-                         description=self._description)
+            raise
 
     def stopService(self) -> "Deferred[None]":
         """
