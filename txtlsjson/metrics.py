@@ -61,12 +61,12 @@ class LatencyHistogram:
         self.counts: List[int] = [0] * (len(self.bounds) + 1)
         self.total = 0.0
 
-    def observe(self, seconds: float) -> None:
+    def observe(self, seconds: float, times: int = 1) -> None:
         """
-        Add one duration.
+        Add a duration, C{times} times (requests answered together).
         """
-        self.counts[bisect_left(self.bounds, seconds)] += 1
-        self.total += seconds
+        self.counts[bisect_left(self.bounds, seconds)] += times
+        self.total += seconds * times
 
     @property
     def count(self) -> int:
@@ -86,6 +86,25 @@ class LatencyHistogram:
             running += count
             buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
         return buckets
+
+
+#: The counters: (name, help, attribute of L{ServerMetrics}).
+_COUNTERS = [
+    ("connections", "Connections accepted.", "connectionsTotal"),
+    ("authentications", "Clients authenticated.", "authentications"),
+    ("authentication_failures", "Password attempts refused.", "authenticationFailures"),
+    ("messages_received", "Application messages received from clients.", "messagesReceived"),
+    ("messages_sent", "Application messages sent to clients.", "messagesSent"),
+    ("requests_received", "Requests received from clients.", "requestsReceived"),
+    ("requests_sent", "Requests sent to clients.", "requestsSent"),
+    ("received_bytes", "Bytes read from clients' sockets (TLS records included).", "receivedBytes"),
+    ("sent_bytes", "Bytes written to clients' sockets (TLS records included).", "sentBytes"),
+    ("keepalive_timeouts", "Clients dropped for not answering a keepalive ping.",
+     "keepAliveTimeouts"),
+    ("slow_consumer_drops", "Clients dropped for not reading what waited for them.",
+     "slowConsumerDrops"),
+    ("line_too_long", "Connections closed for a line over the length limit.", "lineTooLong"),
+]
 
 
 class ServerMetrics:
@@ -123,9 +142,7 @@ class ServerMetrics:
                 f"and {self.requestsReceived} requests received>")
 
     #: The names of the plain counts (everything but the histograms).
-    COUNTS = ("connectionsTotal", "connectionsOpen", "authentications", "authenticationFailures",
-              "messagesReceived", "messagesSent", "requestsReceived", "requestsSent",
-              "receivedBytes", "sentBytes", "keepAliveTimeouts", "slowConsumerDrops", "lineTooLong")
+    COUNTS = ("connectionsOpen",) + tuple(attribute for _, _, attribute in _COUNTERS)
 
     def snapshot(self) -> Dict[str, Any]:
         """
@@ -269,24 +286,6 @@ class MetricsCollector:
                 durations.add_metric(values + [direction], histogram.cumulative(), histogram.total)
         yield durations
 
-
-#: The counters: (name, help, attribute of L{ServerMetrics}).
-_COUNTERS = [
-    ("connections", "Connections accepted.", "connectionsTotal"),
-    ("authentications", "Clients authenticated.", "authentications"),
-    ("authentication_failures", "Password attempts refused.", "authenticationFailures"),
-    ("messages_received", "Application messages received from clients.", "messagesReceived"),
-    ("messages_sent", "Application messages sent to clients.", "messagesSent"),
-    ("requests_received", "Requests received from clients.", "requestsReceived"),
-    ("requests_sent", "Requests sent to clients.", "requestsSent"),
-    ("received_bytes", "Bytes read from clients' sockets (TLS records included).", "receivedBytes"),
-    ("sent_bytes", "Bytes written to clients' sockets (TLS records included).", "sentBytes"),
-    ("keepalive_timeouts", "Clients dropped for not answering a keepalive ping.",
-     "keepAliveTimeouts"),
-    ("slow_consumer_drops", "Clients dropped for not reading what waited for them.",
-     "slowConsumerDrops"),
-    ("line_too_long", "Connections closed for a line over the length limit.", "lineTooLong"),
-]
 
 
 def metricsResource(metrics: "Union[ServerMetrics, MetricsCollector]", prefix: str = "tlsjson") -> Any:

@@ -8,7 +8,6 @@ prefer L{txtlsjson.protocol.TLSJSONServerFactory} directly.
 from __future__ import annotations
 
 import socket
-from bisect import bisect_left
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, cast
 
@@ -107,10 +106,7 @@ class _MeteredServerProtocol(_ServerProtocol):
                 # Their answers went out together at the read's end (the
                 # batch): one duration, as many times as they were.
                 self._answeredInRead = 0
-                seconds = perf_counter() - readAt
-                durations = self._metrics.answerDurations
-                durations.counts[bisect_left(durations.bounds, seconds)] += answered
-                durations.total += seconds * answered
+                self._metrics.answerDurations.observe(perf_counter() - readAt, answered)
 
     def connectionMade(self) -> None:
         metrics = self._metrics = cast(ServerMetrics, self.factory.metrics)
