@@ -242,8 +242,17 @@ def readCredentials(path: Union[str, Path]) -> Dict[str, Credential]:
 
     @raise CredentialsError: if it cannot be read, or has a bad line.
     """
+    return parseCredentials(_readText(path), str(path))
+
+
+def _readText(path: Union[str, Path]) -> str:
+    """
+    The text of the credentials file at C{path}.
+
+    @raise CredentialsError: if it cannot be read.
+    """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CredentialsError(
             f"no credentials file {str(path)!r}: make one with 'tlsjson credentials add NAME "
@@ -252,7 +261,6 @@ def readCredentials(path: Union[str, Path]) -> Dict[str, Credential]:
         raise CredentialsError(f"cannot read credentials file {str(path)!r}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise CredentialsError(f"credentials file {str(path)!r} is not UTF-8 text") from None
-    return parseCredentials(text, str(path))
 
 
 def _write(path: Path, lines: List[str]) -> None:
@@ -284,13 +292,14 @@ def addCredential(path: Union[str, Path], name: str) -> str:
     if not _NAME.match(name):
         raise CredentialsError(
             f"{name!r} is not a valid name: 1 to 128 of letters, digits and _.@+-")
-    existing = readCredentials(path) if path.exists() else {}
+    text = _readText(path) if path.exists() else HEADER
+    existing = parseCredentials(text, str(path))
     if any(credential.name == name for credential in existing.values()):
         raise CredentialsError(f"{name!r} is already in {str(path)!r}: remove it first to replace its secret")
     keyId, secret = newSecret()
     while keyId in existing:
         keyId, secret = newSecret()
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else [HEADER]
+    lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
     lines.append(f"{name} {keyId} {hashSecret(secret)}\n")
@@ -306,11 +315,11 @@ def removeCredential(path: Union[str, Path], name: str) -> None:
         file is then unchanged.
     """
     path = Path(path)
-    existing = readCredentials(path)
+    text = _readText(path)
+    existing = parseCredentials(text, str(path))
     if not any(credential.name == name for credential in existing.values()):
         raise CredentialsError(f"{name!r} is not in {str(path)!r}")
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
-            if line.split()[:1] != [name]]
+    kept = [line for line in text.splitlines(keepends=True) if line.split()[:1] != [name]]
     _write(path, kept)
 
 
