@@ -230,8 +230,8 @@ async def test_credentialsReloadedInEveryWorker(pki: PKI, tmp_path: Path) -> Non
 async def test_metricsOfEveryWorker(pki: PKI, passwordFile: Path, tmp_path: Path) -> None:
     """
     With C{--workers 2 --metrics}, the parent serves each worker's metrics,
-    told apart by a C{worker} label, as the workers report them (every
-    second): a client's requests show in its worker's series.
+    told apart by a C{worker} label, asking the workers at each scrape: a
+    client's requests show in its worker's series at once.
     """
     from .test_metrics import parse, scrape
 
@@ -250,13 +250,8 @@ async def test_metricsOfEveryWorker(pki: PKI, passwordFile: Path, tmp_path: Path
         await client.connect()
         for n in range(4):
             assert await client.request({"n": n}) == {"n": n}
-        found: Dict[str, float] = {}
-        for _ in range(100):  # the workers report every second: at most 5 s
-            found = parse(await scrape(metricsPort))
-            served = [found.get(f"tlsjson_requests_received_total{{worker={n}}}", 0) for n in "12"]
-            if sorted(served) == [0, 4]:
-                break
-            await deferLater(reactor, 0.05, lambda: None)
+        found = parse(await scrape(metricsPort))
+        served = [found[f"tlsjson_requests_received_total{{worker={n}}}"] for n in "12"]
         assert sorted(served) == [0, 4], found
         assert sum(found[f"tlsjson_connections{{worker={n}}}"] for n in "12") == 1
         await client.disconnect()
@@ -268,3 +263,52 @@ async def test_metricsOfEveryWorker(pki: PKI, passwordFile: Path, tmp_path: Path
             await client.disconnect()
         process.signal("KILL")
     assert _stoppedBySignal(outcome), outcome
+
+
+def test_scrapeWaitsForWorkersAtMostASecond() -> None:
+    """
+    A scrape asks each worker for its counts and goes on when all have
+    answered (its timer cancelled), or after L{METRICS_WAIT} without the
+    ones that have not; a worker that ends counts as answered.
+    """
+    import json
+
+    from twisted.internet.task import Clock
+
+    from txtlsjson.metrics import ServerMetrics
+    from txtlsjson.workers import METRICS_WAIT, WorkerPool
+
+    class Stdin:
+        def __init__(self) -> None:
+            self.written: List[bytes] = []
+
+        def write(self, data: bytes) -> None:
+            self.written.append(data)
+
+    class Worker:
+        def __init__(self, number: int) -> None:
+            self.number = number
+            self.transport = Stdin()
+
+    clock = Clock()
+    pool = WorkerPool({"workers": 2, "credentials": None, "metrics": None},  # type: ignore[arg-type]
+                      None, reactor=clock)
+    workers = {1: Worker(1), 2: Worker(2)}
+    pool.workers = workers  # type: ignore[assignment]
+    answer = json.dumps(ServerMetrics().snapshot()).encode()
+    done: List[Any] = []
+    pool.refreshMetrics().addCallback(done.append)
+    assert [w.transport.written for w in workers.values()] == [[b"metrics\n"]] * 2
+    pool._metricsReceived(1, answer)
+    assert done == []
+    pool._metricsReceived(2, answer)
+    assert done == [None] and clock.getDelayedCalls() == []
+    assert sorted(pool.metrics) == [1, 2]
+
+    late: List[Any] = []
+    pool.refreshMetrics().addCallback(late.append)
+    pool._answered(2)  # worker 2 ended
+    clock.advance(METRICS_WAIT - 0.01)
+    assert late == []
+    clock.advance(0.01)
+    assert late == [None] and clock.getDelayedCalls() == []

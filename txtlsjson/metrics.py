@@ -33,8 +33,9 @@ The metrics, all prefixed C{tlsjson_}:
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from txtlsjson.requests import PendingRequests
@@ -288,15 +289,21 @@ class MetricsCollector:
 
 
 
-def metricsResource(metrics: "Union[ServerMetrics, MetricsCollector]", prefix: str = "tlsjson") -> Any:
+def metricsResource(metrics: "Union[ServerMetrics, MetricsCollector]", prefix: str = "tlsjson",
+                    refresh: "Optional[Callable[[], Deferred[None]]]" = None) -> Any:
     """
     A C{twisted.web} resource serving C{metrics} in Prometheus's text format
     (C{pip install 'txtlsjson[metrics]'}); put it at C{/metrics} of a
     C{Site}, as C{twistd tlsjson --metrics} does.  It renders in the
     reactor's thread, where the counts are kept.
+
+    @param refresh: called at each scrape; the page is rendered when its
+        Deferred fires (a C{--workers} parent asks its workers for their
+        counts).
     """
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
     from twisted.web.resource import Resource
+    from twisted.web.server import NOT_DONE_YET
 
     registry = CollectorRegistry(auto_describe=False)
     collector = metrics if isinstance(metrics, MetricsCollector) else MetricsCollector(metrics, prefix)
@@ -305,14 +312,26 @@ def metricsResource(metrics: "Union[ServerMetrics, MetricsCollector]", prefix: s
     class MetricsPage(Resource):
         isLeaf = True
 
-        def render_GET(self, request: Any) -> bytes:
+        def render_GET(self, request: Any) -> Any:
             request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
-            return generate_latest(registry)
+            if refresh is None:
+                return generate_latest(registry)
+            gone: List[bool] = []
+            request.notifyFinish().addErrback(lambda failure: gone.append(True))
+
+            def render(_: object) -> None:
+                if not gone:
+                    request.write(generate_latest(registry))
+                    request.finish()
+
+            refresh().addCallback(render)
+            return NOT_DONE_YET
 
     return MetricsPage()  # type: ignore[no-untyped-call]
 
 
-def metricsSite(metrics: "Union[ServerMetrics, MetricsCollector]") -> Any:
+def metricsSite(metrics: "Union[ServerMetrics, MetricsCollector]",
+                refresh: "Optional[Callable[[], Deferred[None]]]" = None) -> Any:
     """
     A C{twisted.web} C{Site} with L{metricsResource} at C{/metrics} (and
     at C{/}).
@@ -321,7 +340,7 @@ def metricsSite(metrics: "Union[ServerMetrics, MetricsCollector]") -> Any:
     from twisted.web.server import Site
 
     root = Resource()
-    page = metricsResource(metrics)
+    page = metricsResource(metrics, refresh=refresh)
     root.putChild(b"metrics", page)
     root.putChild(b"", page)
     site = Site(root)

@@ -14,7 +14,7 @@ applications that compose services::
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
@@ -195,6 +195,22 @@ class ListeningService(_ListensWhenStarted, Service):
         if listening is None:
             return succeed(None)
         return listening.addCallback(lambda port: port and port.stopListening())
+
+
+def metricsService(description: str, endpoint: IStreamServerEndpoint, metrics: Any,
+                   exitOnListenFailure: bool = False,
+                   refresh: "Optional[Callable[[], Deferred[None]]]" = None) -> ListeningService:
+    """
+    The service serving C{metrics} (a L{ServerMetrics<txtlsjson.metrics.ServerMetrics>}
+    or a L{MetricsCollector<txtlsjson.metrics.MetricsCollector>}) for
+    Prometheus on C{endpoint}, C{--metrics}'s C{description}; see
+    L{txtlsjson.metrics.metricsResource} for C{refresh}.
+    """
+    from txtlsjson.metrics import metricsSite
+
+    return ListeningService(f"Prometheus metrics ({description})", endpoint,
+                            metricsSite(metrics, refresh=refresh),
+                            exitOnListenFailure=exitOnListenFailure)
 
 
 def reloadCredentials(server: Server) -> None:

@@ -318,14 +318,12 @@ def _serveMetrics(service: "TLSJSONService", description: str, reactor: Any,
     Serve the server's metrics on the endpoint C{description}, as a child of
     C{service}.
     """
-    from txtlsjson.metrics import metricsSite
-    from txtlsjson.service import ListeningService
+    from txtlsjson.service import metricsService
 
     endpoint = _metricsEndpoint(description, reactor)
     assert service.server.metrics is not None
-    ListeningService(f"Prometheus metrics ({description})", endpoint,
-                     metricsSite(service.server.metrics),
-                     exitOnListenFailure=exitOnListenFailure).setServiceParent(service)  # type: ignore[no-untyped-call]
+    metricsService(description, endpoint, service.server.metrics,
+                   exitOnListenFailure).setServiceParent(service)  # type: ignore[no-untyped-call]
 
 
 def buildServer(options: Options, password: Optional[str], tlsOptions: Any = None) -> "Server":

@@ -17,7 +17,7 @@ import json
 import os
 import signal
 import sys
-from typing import Any, Dict, TextIO
+from typing import Any, Callable, Dict, Optional, TextIO
 
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import FileLogObserver, Logger, eventAsText, globalLogBeginner
@@ -33,8 +33,13 @@ class _ParentWatch:
     file means the parent is gone, and the worker stops.
     """
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: Any, askedForMetrics: Optional[Callable[[], None]] = None) -> None:
+        """
+        @param askedForMetrics: called for each C{metrics} line the parent
+            sends (with C{--metrics}).
+        """
         self._reactor = reactor
+        self._askedForMetrics = askedForMetrics
 
     def fileno(self) -> int:
         """
@@ -44,10 +49,16 @@ class _ParentWatch:
 
     def doRead(self) -> None:
         """
-        Read what the parent sent (nothing is expected); at its end, stop.
+        Read what the parent sent (requests for metrics, one a line); at its
+        end, stop.
         """
-        if not os.read(0, 4096):
+        data = os.read(0, 4096)
+        if not data:
             self.connectionLost(None)
+            return
+        if self._askedForMetrics is not None:
+            for _ in range(data.count(b"\n")):
+                self._askedForMetrics()
 
     def connectionLost(self, reason: Any) -> None:
         """
@@ -115,8 +126,9 @@ def main() -> None:
 
         # The parent passes its SIGHUP on to each worker.
         OnHangup(reactor, lambda: reloadCredentials(server)).install()
+    askedForMetrics = None
     if "metricsFD" in config and server.metrics is not None:
-        _reportMetrics(reactor, server.metrics, config["metricsFD"])
+        askedForMetrics = _metricsReporter(server.metrics, config["metricsFD"])
     fd = config["fd"]
 
     def listening(port: Any) -> None:
@@ -131,29 +143,22 @@ def main() -> None:
 
     server.listenOnSocket(fd, config["family"]).addCallbacks(listening, failed)
     reactor.addSystemEventTrigger("before", "shutdown", server.close)
-    reactor.addReader(_ParentWatch(reactor))
+    reactor.addReader(_ParentWatch(reactor, askedForMetrics))
     reactor.run()
 
 
-def _reportMetrics(reactor: Any, metrics: Any, fd: int) -> None:
+def _metricsReporter(metrics: Any, fd: int) -> Callable[[], None]:
     """
-    Write C{metrics} to the parent on C{fd}, a JSON line every
-    C{METRICS_INTERVAL} seconds, until the reactor stops.
+    What answers the parent's request for metrics: C{metrics} as a JSON line
+    on C{fd}.
     """
-    from twisted.internet.task import LoopingCall
-
-    from txtlsjson.workers import METRICS_INTERVAL
-
     def report() -> None:
         try:
             os.write(fd, json.dumps(metrics.snapshot()).encode("ascii") + b"\n")
         except OSError:  # the parent is gone; _ParentWatch stops this worker
             pass
 
-    reporting = LoopingCall(report)
-    reporting.clock = reactor
-    reporting.start(METRICS_INTERVAL)
-    reactor.addSystemEventTrigger("before", "shutdown", reporting.stop)
+    return report
 
 
 if __name__ == "__main__":

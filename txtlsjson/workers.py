@@ -25,10 +25,10 @@ import json
 import os
 import socket
 import sys
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
@@ -45,9 +45,11 @@ if TYPE_CHECKING:
 LISTENING_FD = 3
 
 #: The file descriptor on which a worker reports its metrics (with
-#: C{--metrics}): a JSON snapshot a line, every L{METRICS_INTERVAL} seconds.
+#: C{--metrics}): a JSON snapshot a line, each time the parent asks (a
+#: C{metrics} line on the worker's standard input).
 METRICS_FD = 4
-METRICS_INTERVAL = 1.0
+#: The longest a scrape waits for the workers' answers.
+METRICS_WAIT = 1.0
 
 #: Seconds before a dead worker is started again, doubling while it keeps
 #: dying within L{STEADY_AFTER} seconds of starting, up to L{MAX_RESTART_DELAY}.
@@ -93,6 +95,20 @@ class _Worker(ProcessProtocol):
         self.pool._ended(self, reason)
 
 
+class _Scrape:
+    """
+    One scrape of a C{--workers} parent's metrics, waiting for the workers'
+    answers.
+    """
+
+    __slots__ = ("waiting", "done", "timer")
+
+    def __init__(self, waiting: Set[int]) -> None:
+        self.waiting = waiting
+        self.done: Deferred[None] = Deferred()
+        self.timer: Optional[IDelayedCall] = None
+
+
 class WorkerPool(Service):
     """
     Runs C{twistd tlsjson} as worker processes sharing one listening socket.
@@ -116,8 +132,8 @@ class WorkerPool(Service):
         @param reactor: the reactor; the global one by default.
         @param executable: the Python that runs the workers.
         @param metricsEndpoint: with C{--metrics}, the endpoint to serve every
-            worker's metrics on, told apart by a C{worker} label; each worker
-            reports its own every L{METRICS_INTERVAL} seconds.
+            worker's metrics on, told apart by a C{worker} label; each
+            scrape asks the workers for theirs (L{refreshMetrics}).
         """
         if reactor is None:
             from twisted.internet import reactor as globalReactor
@@ -139,16 +155,18 @@ class WorkerPool(Service):
             self._hangup = OnHangup(reactor, self._passOnHangup)
         #: Each running worker's metrics, as it last reported them.
         self.metrics: Dict[int, "ServerMetrics"] = {}
+        # The scrapes waiting for workers' answers.
+        self._scrapes: List[_Scrape] = []
         self._metricsService: Any = None
         if metricsEndpoint is not None:
-            from txtlsjson.metrics import MetricsCollector, metricsSite
-            from txtlsjson.service import ListeningService
+            from txtlsjson.metrics import MetricsCollector
+            from txtlsjson.service import metricsService
 
             collector = MetricsCollector(
                 lambda: {str(number): metrics for number, metrics in self.metrics.items()})
-            self._metricsService = ListeningService(
-                f"Prometheus metrics ({options['metrics']})", metricsEndpoint,
-                metricsSite(collector), exitOnListenFailure=exitOnListenFailure)
+            self._metricsService = metricsService(
+                options["metrics"], metricsEndpoint, collector, exitOnListenFailure,
+                refresh=self.refreshMetrics)
 
     # -- the service ---------------------------------------------------------
 
@@ -194,6 +212,8 @@ class WorkerPool(Service):
         waiting: List[Deferred[Any]] = []
         if self._metricsService is not None:
             waiting.append(self._metricsService.stopService())
+        for scrape in list(self._scrapes):
+            self._scraped(scrape)
         for call in self._restarts.values():
             if call.active():
                 call.cancel()
@@ -272,6 +292,40 @@ class WorkerPool(Service):
         self.workers[number] = worker
         self.log.info("worker {number} started (pid {pid})", number=number, pid=worker.pid)
 
+    def refreshMetrics(self) -> "Deferred[None]":
+        """
+        Ask every running worker for its counts (a C{metrics} line on its
+        standard input).
+
+        @return: a Deferred that fires once all have answered (or ended), or
+            after L{METRICS_WAIT} seconds with what has come: a worker late
+            to answer keeps the counts it sent last.
+        """
+        scrape = _Scrape(set(self.workers))
+        if not scrape.waiting:
+            return succeed(None)
+        scrape.timer = self._reactor.callLater(METRICS_WAIT, self._scraped, scrape)
+        self._scrapes.append(scrape)
+        for number in scrape.waiting:
+            self.workers[number].transport.write(b"metrics\n")  # type: ignore[union-attr]
+        return scrape.done
+
+    def _answered(self, number: int) -> None:
+        """
+        Worker C{number} answered (or ended): the scrapes waiting for no one
+        else go on.
+        """
+        for scrape in list(self._scrapes):
+            scrape.waiting.discard(number)
+            if not scrape.waiting:
+                self._scraped(scrape)
+
+    def _scraped(self, scrape: "_Scrape") -> None:
+        self._scrapes.remove(scrape)
+        if scrape.timer is not None and scrape.timer.active():
+            scrape.timer.cancel()
+        scrape.done.callback(None)
+
     def _metricsReceived(self, number: int, line: bytes) -> None:
         from txtlsjson.metrics import ServerMetrics
 
@@ -280,12 +334,14 @@ class WorkerPool(Service):
         except ValueError as e:
             self.log.warn("worker {number} sent metrics that are not: {error}", number=number,
                           error=e)
+        self._answered(number)
 
     def _ended(self, worker: _Worker, reason: Failure) -> None:
         if self.workers.get(worker.number) is worker:
             del self.workers[worker.number]
             # Its counts start again with the next one.
             self.metrics.pop(worker.number, None)
+            self._answered(worker.number)
         if self._stopping:
             self.log.info("worker {number} (pid {pid}) stopped", number=worker.number,
                           pid=worker.pid)
