@@ -128,14 +128,18 @@ async def test_nativeLayer(pki: PKI) -> None:
     port = cast(Any, reactor).listenSSL(0, serverFactory, serverTLSOptions(pki.serverCert, pki.serverKey),
                              interface="127.0.0.1")
     try:
-        clientFactory = TLSJSONClientFactory("pw")
+        connected: Deferred[Any] = Deferred()
+
+        class Telling(TLSJSONClientFactory):
+            def connectionMade(self, protocol: Any) -> None:
+                super().connectionMade(protocol)
+                if not connected.called:
+                    connected.callback(protocol)
+
+        clientFactory = Telling("pw")
         connector = cast(Any, reactor).connectSSL("127.0.0.1", port.getHost().port, clientFactory,
                                        clientTLSOptions("localhost", [pki.caCert]))
-        for _ in range(1000):  # bounded: at most 10 s
-            if clientFactory.client is not None:
-                break
-            await _turn()
-        protocol: Any = clientFactory.client
+        protocol: Any = await connected.addTimeout(WAIT, reactor)
         await protocol.whenAuthenticated().addTimeout(WAIT, reactor)
         assert await protocol.request({"n": 4}) == {"doubled": 8}
         socket = protocol.transport.transport.getHandle()  # under the TLS layer
@@ -147,12 +151,6 @@ async def test_nativeLayer(pki: PKI) -> None:
         await serverFactory.closeConnections()
     finally:
         await port.stopListening()
-
-
-async def _turn() -> None:
-    from twisted.internet.task import deferLater
-
-    await deferLater(reactor, 0.01, lambda: None)
 
 
 @inReactor
