@@ -16,6 +16,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.test import iosim
 
+from txtlsjson.tls import clientTLSOptions, serverTLSOptions
 from txtlsjson.protocol import (
     TLSJSONClientFactory,
     TLSJSONServerFactory,
@@ -117,6 +118,40 @@ def connectInMemory(serverFactory: Any, clientFactory: Any, clock: Optional[Cloc
         lambda: clientFactory.buildProtocol(SERVER_ADDRESS),
         clock=clock,
     )
+
+
+def inMemoryOverTLS(pki: Any) -> Any:
+    """
+    An authenticated txtlsjson server and client over TLS in memory (Twisted's
+    TLS, which gathers small writes until the clock's next turn), whose
+    server answers a request C{{"n": N}} with C{{"answer": N}}.
+
+    @param pki: the test certificates (L{tests.conftest.PKI}).
+    @return: the clock, the pump, and the client's and the server's
+        protocols.
+    """
+    clock = Clock()
+    serverFactory = TLSJSONServerFactory("pw", reactor=clock)
+    built: List[Any] = []
+    original = serverFactory.buildProtocol
+
+    def build(addr: Any) -> Any:
+        protocol: Any = original(addr)
+        protocol.requestReceived = lambda request: {"answer": request["n"]}
+        built.append(protocol)
+        return protocol
+
+    serverFactory.buildProtocol = build
+    clientFactory = TLSJSONClientFactory("pw", reactor=clock)
+    client, _, pump = connectInMemory(serverFactory, clientFactory, clock,
+                                      serverTLSOptions(pki.serverCert, pki.serverKey),
+                                      clientTLSOptions("localhost", [pki.caCert]))
+    for _ in range(10):
+        pump.flush()
+        clock.advance(0)
+    clientProtocol = client.wrappedProtocol
+    assert clientProtocol.isAuthenticated and built[0].isAuthenticated
+    return clock, pump, clientProtocol, built[0]
 
 
 class ScriptedConnector:

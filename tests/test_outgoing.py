@@ -12,12 +12,11 @@ from typing import Any, List
 import pytest
 from twisted.internet.task import Clock
 
-from txtlsjson import TLSJSONClientFactory, TLSJSONServerFactory, clientTLSOptions, serverTLSOptions
 from txtlsjson.errors import SlowConsumer
 from txtlsjson.outgoing import OutgoingLines, sendAtOnce
 
 from .conftest import PKI
-from .helpers import authenticatedClient, authenticatedServer, connectInMemory
+from .helpers import authenticatedClient, authenticatedServer, inMemoryOverTLS
 
 CHUNK = 10
 
@@ -360,35 +359,6 @@ def test_sendAtOnceNotWhileClosing() -> None:
     assert closing.sent == aborted.sent == []
     assert closing.buffered == [b"x"] and aborted.buffered == [b"y"]
     assert not sendAtOnce(object())
-
-
-def inMemoryOverTLS(pki: PKI) -> Any:
-    """
-    An authenticated txtlsjson server and client over TLS in memory (Twisted's
-    TLS, which gathers small writes until the clock's next turn).
-    """
-    clock = Clock()
-    serverFactory = TLSJSONServerFactory("pw", reactor=clock)
-    built: List[Any] = []
-    original = serverFactory.buildProtocol
-
-    def build(addr: Any) -> Any:
-        protocol: Any = original(addr)
-        protocol.requestReceived = lambda request: {"answer": request["n"]}
-        built.append(protocol)
-        return protocol
-
-    serverFactory.buildProtocol = build
-    clientFactory = TLSJSONClientFactory("pw", reactor=clock)
-    client, _, pump = connectInMemory(serverFactory, clientFactory, clock,
-                                      serverTLSOptions(pki.serverCert, pki.serverKey),
-                                      clientTLSOptions("localhost", [pki.caCert]))
-    for _ in range(10):
-        pump.flush()
-        clock.advance(0)
-    clientProtocol = client.wrappedProtocol
-    assert clientProtocol.isAuthenticated and built[0].isAuthenticated
-    return clock, pump, clientProtocol, built[0]
 
 
 def test_answersLeaveWithoutWaitingForTheTurn(pki: PKI) -> None:

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
+from txtlsjson.fasttls import fastTLS
 from txtlsjson.errors import InvalidOutgoingMessage, LineTooLong, NotConnected, TLSJSONError
 from txtlsjson.framing import LineBuffer
 from txtlsjson.observers import Observers
@@ -201,7 +202,8 @@ class SessionLineReceiver(LineReceiver):
     def connectionMade(self) -> None:
         """
         Disable Nagle's algorithm (small requests would otherwise wait for
-        the previous segment's ACK) and start the session.
+        the previous segment's ACK), put Twisted's TLS transport on its
+        cheap path (L{fastTLS}) and start the session.
         """
         setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
         if setNoDelay is not None:
@@ -209,6 +211,7 @@ class SessionLineReceiver(LineReceiver):
                 setNoDelay(True)
             except OSError:
                 pass
+        fastTLS(self.transport)
         session = self.session = self._buildSession()
         self.MAX_LENGTH = min(UNAUTHENTICATED_MAX_LINE_LENGTH, session.maxLineLength)
         if type(self).lineReceived is SessionLineReceiver.lineReceived:

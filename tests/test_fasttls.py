@@ -1,0 +1,156 @@
+"""
+The cheap path through Twisted's TLS transport (L{txtlsjson.fasttls}),
+over real TLS in memory: what it delivers and writes is what Twisted's own
+code would, in every size and in every piece, and the uncommon cases (a
+close, a corrupt record) end the connection as Twisted's code ends it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+from OpenSSL import SSL
+from twisted.internet.error import ConnectionDone
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+
+from txtlsjson import TLSJSONServerFactory, serverTLSOptions
+from txtlsjson.fasttls import fastTLS
+
+from .conftest import PKI
+from .helpers import CLIENT_ADDRESS, inMemoryOverTLS
+
+
+def takesTheFastPath(transport: Any) -> bool:
+    return isinstance(transport, BufferingTLSTransport) and type(transport) is not BufferingTLSTransport
+
+
+def recordLoss(protocol: Any) -> List[Failure]:
+    """
+    The reasons C{protocol}'s connection is lost with, as it is.
+    """
+    reasons: List[Failure] = []
+    original = protocol.connectionLost
+
+    def connectionLost(reason: Failure) -> None:
+        reasons.append(reason)
+        original(reason)
+
+    protocol.connectionLost = connectionLost
+    return reasons
+
+
+def test_connectionsTakeTheFastPath(pki: PKI) -> None:
+    """
+    Both ends of a txtlsjson connection over Twisted's TLS take the cheap
+    path, and a request is answered through it.
+    """
+    clock, pump, client, server = inMemoryOverTLS(pki)
+    assert takesTheFastPath(client.transport) and takesTheFastPath(server.transport)
+    answers: List[Any] = []
+    client.request({"n": 7}).addCallback(answers.append)
+    clock.advance(0)
+    pump.flush()
+    assert answers == [{"answer": 7}]
+
+
+def test_everySizeArrives(pki: PKI) -> None:
+    """
+    Messages below, at and above one TLS record's payload (16 KiB), and
+    far above the 32 KiB read at once, arrive whole and in order both ways,
+    whether written one per turn or gathered together.
+    """
+    clock, pump, client, server = inMemoryOverTLS(pki)
+    sizes = [0, 1, 16_300, 16_384, 16_385, 32_768, 40_000, 200_000]
+    toClient: List[Any] = []
+    toServer: List[Any] = []
+    client.messageReceived = toClient.append
+    server.messageReceived = toServer.append
+    for size in sizes:  # gathered in one turn
+        server.send({"x": "a" * size})
+        client.send({"x": "b" * size})
+    clock.advance(0)
+    pump.flush()
+    for size in sizes:  # one per turn
+        server.send({"x": "c" * size})
+        client.send({"x": "d" * size})
+        clock.advance(0)
+        pump.flush()
+    assert [len(message["x"]) for message in toClient] == sizes * 2
+    assert [len(message["x"]) for message in toServer] == sizes * 2
+    assert {message["x"][:1] for message in toClient} == {"a", "c", ""}
+
+
+def test_recordsInPieces(pki: PKI) -> None:
+    """
+    Ciphertext that arrives a byte at a time, records cut anywhere, is
+    decrypted once each record is whole.
+    """
+    clock, pump, client, server = inMemoryOverTLS(pki)
+    received: List[Any] = []
+    server.messageReceived = received.append
+    for n in range(3):
+        client.send({"n": n, "pad": "p" * 100})
+    clock.advance(0)
+    ciphertext = pump.clientIO.getOutBuffer()
+    assert len(ciphertext) > 300
+    for i in range(len(ciphertext)):
+        pump.server.dataReceived(ciphertext[i:i + 1])
+        if i < 20:
+            assert received == []
+    assert [message["n"] for message in received] == [0, 1, 2]
+
+
+def test_peerClosesTLS(pki: PKI) -> None:
+    """
+    The peer's TLS close (close_notify) read on the cheap path ends the
+    connection cleanly, as Twisted's own code does.
+    """
+    clock, pump, client, server = inMemoryOverTLS(pki)
+    serverLost = recordLoss(server)
+    client.transport.loseConnection()
+    pump.flush()
+    [reason] = serverLost
+    assert reason.check(ConnectionDone)
+
+
+def test_corruptRecord(pki: PKI) -> None:
+    """
+    A record that does not decrypt (here, application data with a forged
+    authentication tag) ends the connection with OpenSSL's error, as
+    Twisted's own code does.
+    """
+    clock, pump, client, server = inMemoryOverTLS(pki)
+    serverLost = recordLoss(server)
+    pump.server.dataReceived(b"\x17\x03\x03\x00\x30" + b"\x01" * 0x30)
+    pump.flush()
+    [reason] = serverLost
+    assert reason.check(SSL.Error)
+
+
+def test_otherTransportsLeftAlone(pki: PKI) -> None:
+    """
+    Only Twisted's own TLS transports, connected, are changed: not a
+    subclass (whose overrides would be bypassed), not one still
+    unconnected, not anything else.
+    """
+    assert not fastTLS(None)
+    assert not fastTLS(object())
+    factory = TLSMemoryBIOFactory(serverTLSOptions(pki.serverCert, pki.serverKey), False,
+                                  TLSJSONServerFactory("pw"))
+    unconnected = factory.buildProtocol(CLIENT_ADDRESS)
+    assert type(unconnected) is BufferingTLSTransport
+    assert not fastTLS(unconnected)
+    assert type(unconnected) is BufferingTLSTransport
+
+    class Subclass(BufferingTLSTransport):
+        pass
+
+    factory.protocol = Subclass
+    subclass = factory.buildProtocol(CLIENT_ADDRESS)
+    subclass._tlsConnection = unconnected._tlsConnection = SSL.Connection(
+        SSL.Context(SSL.TLS_METHOD), None)
+    assert not fastTLS(subclass)
+    assert type(subclass) is Subclass
+    assert fastTLS(unconnected)
+    assert takesTheFastPath(unconnected)

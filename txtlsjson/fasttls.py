@@ -1,0 +1,226 @@
+"""
+Twisted's TLS transport with its common path made cheap.
+
+Twisted's L{TLSMemoryBIOProtocol} reaches OpenSSL through pyOpenSSL's
+public methods, which report "nothing more to read" by raising
+C{WantReadError} and allocate a new buffer for every call.  On a connection
+that exchanges small messages, that is most of what TLS costs: every
+received record ends in a raised and caught exception (one from C{recv},
+one from C{bio_read}), and every write in another.
+
+L{fastTLS} changes the class of a connection's TLS transport to a subclass
+that makes the same OpenSSL calls (C{BIO_write}, C{SSL_read}, C{SSL_write},
+C{BIO_read}) through pyOpenSSL's own cffi binding, reading their return
+codes instead of catching exceptions, into one reused buffer.  Only the
+common case is done here -- the handshake finished, nothing buffered,
+OpenSSL asking for more bytes; everything else (the handshake, a
+renegotiation, a close, an error) goes to Twisted's and pyOpenSSL's own
+code, which raise and handle exactly as before.
+
+It rests on pyOpenSSL's private names (C{_lib}, C{_ffi}, and a
+C{Connection}'s C{_ssl}, C{_into_ssl} and C{_from_ssl}); where they are
+missing, L{fastTLS} leaves the transport as it is.  This belongs in
+Twisted's C{twisted.protocols.tls} (or in pyOpenSSL, as calls that return
+instead of raising); it lives here, for txtlsjson's own connections, until
+it is there.  What it saves is measured in C{benchmarks/RESULTS.rst}.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Type
+
+from OpenSSL import SSL
+from twisted.protocols.policies import ProtocolWrapper
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
+
+__all__ = ["fastTLS"]
+
+#: The most bytes read from OpenSSL at once, as Twisted reads them.
+_READ_SIZE = 2**15
+
+#: The largest write handed to OpenSSL at once: one TLS record's payload,
+#: as Twisted splits them.
+_RECORD_SIZE = 2**14
+
+_lib: Any = getattr(SSL, "_lib", None)
+_ffi: Any = getattr(SSL, "_ffi", None)
+_AVAILABLE = _lib is not None and _ffi is not None and all(
+    hasattr(_lib, name) for name in (
+        "SSL_read", "SSL_write", "SSL_get_error", "SSL_ERROR_WANT_READ", "BIO_read",
+        "BIO_write", "BIO_should_retry"))
+
+if _AVAILABLE:
+    # One buffer for every connection: whatever is read into it is copied
+    # out before anything else can run (the reactor's thread only, as all
+    # of a protocol's code).
+    _buffer = _ffi.new("char[]", _READ_SIZE)
+    _asBytes = _ffi.buffer
+    _SSL_read = _lib.SSL_read
+    _SSL_write = _lib.SSL_write
+    _SSL_get_error = _lib.SSL_get_error
+    _WANT_READ = _lib.SSL_ERROR_WANT_READ
+    _BIO_read = _lib.BIO_read
+    _BIO_write = _lib.BIO_write
+    _BIO_should_retry = _lib.BIO_should_retry
+
+_deliver = ProtocolWrapper.dataReceived
+
+
+def _problemWaiting(context: SSL.Context) -> bool:
+    """
+    Whether one of pyOpenSSL's callbacks on C{context} (certificate
+    verification, ALPN, OCSP) failed and waits to be raised by the next
+    call, as pyOpenSSL raises it.
+    """
+    for name in ("_verify_helper", "_alpn_select_helper", "_ocsp_helper"):
+        helper = getattr(context, name, None)
+        if helper is not None and getattr(helper, "_problems", None):
+            return True
+    return False
+
+
+class _FastTLSMixin:
+    """
+    The read and write paths of L{TLSMemoryBIOProtocol} without exceptions
+    on the common path; everything uncommon is handed to its own code.
+    """
+
+    # Twisted's names, for the type checker: this is mixed into its class.
+    _tlsConnection: SSL.Connection
+    _handshakeDone: bool
+    _appSendBuffer: List[bytes]
+    _lostTLSConnection: bool
+    _aborted: bool
+    transport: Any
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Hand received ciphertext to OpenSSL, then deliver what it decrypts.
+        """
+        if not self._handshakeDone or self._appSendBuffer or type(data) is not bytes or not data:
+            TLSMemoryBIOProtocol.dataReceived(self, data)  # type: ignore[arg-type]
+            return
+        connection: Any = self._tlsConnection
+        if _BIO_write(connection._into_ssl, data, len(data)) <= 0:
+            connection.bio_write(data)  # raises, as pyOpenSSL does
+            return
+        self._flushReceiveBIO()
+
+    def _flushReceiveBIO(self) -> None:
+        """
+        Deliver every decrypted byte OpenSSL has, then send whatever reading
+        made it write (a handshake message, an alert).
+        """
+        connection: Any = self._tlsConnection
+        ssl = connection._ssl
+        while not self._lostTLSConnection:
+            read = _SSL_read(ssl, _buffer, _READ_SIZE)
+            if read > 0:
+                data = _asBytes(_buffer, read)[:]
+                if not self._aborted:
+                    _deliver(self, data)  # type: ignore[arg-type,no-untyped-call]
+                continue
+            if _SSL_get_error(ssl, read) == _WANT_READ and not _problemWaiting(
+                    connection._context):
+                break
+            try:
+                connection._raise_ssl_error(ssl, read)
+            except SSL.WantReadError:
+                break
+            except SSL.ZeroReturnError:
+                # The peer closed TLS: as Twisted's own _flushReceiveBIO.
+                self._shutdownTLS()  # type: ignore[attr-defined]
+                self._tlsShutdownFinished(None)  # type: ignore[attr-defined]
+            except SSL.Error:
+                self._tlsShutdownFinished(Failure())  # type: ignore[attr-defined]
+            else:  # an error that raises nothing: leave it to Twisted's code
+                TLSMemoryBIOProtocol._flushReceiveBIO(self)  # type: ignore[arg-type]
+                return
+        self._flushSendBIO()
+
+    def _flushSendBIO(self) -> None:
+        """
+        Write everything OpenSSL has encrypted to the transport beneath, in
+        one write.
+        """
+        bio = self._tlsConnection._from_ssl
+        read = _BIO_read(bio, _buffer, _READ_SIZE)
+        if read <= 0:
+            if not _BIO_should_retry(bio):
+                TLSMemoryBIOProtocol._flushSendBIO(self)  # type: ignore[arg-type]
+            return
+        data = _asBytes(_buffer, read)[:]
+        if read == _READ_SIZE:
+            pieces = [data]
+            while read == _READ_SIZE:
+                read = _BIO_read(bio, _buffer, _READ_SIZE)
+                if read > 0:
+                    pieces.append(_asBytes(_buffer, read)[:])
+            data = b"".join(pieces)
+        self.transport.write(data)
+
+    def _write(self, data: bytes) -> None:
+        """
+        Encrypt C{data} and write it out; what fits in one record at once.
+        """
+        if (self._lostTLSConnection or type(data) is not bytes or not data
+                or len(data) > _RECORD_SIZE):
+            TLSMemoryBIOProtocol._write(self, data)  # type: ignore[arg-type]
+            return
+        connection: Any = self._tlsConnection
+        ssl = connection._ssl
+        written = _SSL_write(ssl, data, len(data))
+        if written > 0:
+            self._flushSendBIO()
+            if written < len(data):  # a partial write: the rest as Twisted does
+                TLSMemoryBIOProtocol._write(self, data[written:])  # type: ignore[arg-type]
+            return
+        try:
+            connection._raise_ssl_error(ssl, written)
+        except SSL.WantReadError:
+            # OpenSSL must read first (a renegotiation): wait for it, as
+            # Twisted does.
+            self._bufferedWrite(data)  # type: ignore[attr-defined]
+        except SSL.Error:
+            self._tlsShutdownFinished(Failure())  # type: ignore[attr-defined]
+        else:
+            TLSMemoryBIOProtocol._write(self, data)  # type: ignore[arg-type]
+
+
+class _FastTLSMemoryBIOProtocol(_FastTLSMixin, TLSMemoryBIOProtocol):
+    """
+    L{TLSMemoryBIOProtocol}, made cheap by L{_FastTLSMixin}.
+    """
+
+
+class _FastBufferingTLSTransport(_FastTLSMixin, BufferingTLSTransport):
+    """
+    L{BufferingTLSTransport} (what C{listenSSL}, C{connectSSL} and the
+    C{ssl:} endpoints make), made cheap by L{_FastTLSMixin}.
+    """
+
+
+_FAST: Dict[type, Type[TLSMemoryBIOProtocol]] = {
+    TLSMemoryBIOProtocol: _FastTLSMemoryBIOProtocol,
+    BufferingTLSTransport: _FastBufferingTLSTransport,
+}
+
+
+def fastTLS(transport: Optional[object]) -> bool:
+    """
+    Make C{transport}, if it is one of Twisted's TLS transports (exactly:
+    not a subclass, whose overrides would be bypassed), take the cheap path
+    for what it reads and writes from now on.
+
+    @return: whether it does.
+    """
+    fast = _FAST.get(type(transport))
+    if fast is None or not _AVAILABLE:
+        return False
+    connection = getattr(transport, "_tlsConnection", None)
+    if not all(hasattr(connection, name)
+               for name in ("_ssl", "_into_ssl", "_from_ssl", "_context", "_raise_ssl_error")):
+        return False
+    transport.__class__ = fast
+    return True
