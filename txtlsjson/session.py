@@ -213,11 +213,24 @@ class Session:
         # looked at for a long string to encode as it is sent, which costs
         # a little on every message (see encodeLongMessage).
         self._encodeMessage: Callable[..., OutgoingLine] = encodeMessageLine
+        # Outgoing lines longer than this are looked at (_longLine): over
+        # the limit, or long enough to change how messages are encoded.
+        # One comparison a line, where there would be two.
+        self._watchAbove = min(self.maxLineLength + 1, LONG_STRING)
 
     # -- outgoing ---------------------------------------------------------
 
-    def _tooLong(self, line: OutgoingLine) -> InvalidOutgoingMessage:
-        return lineTooLong(line, self.maxLineLength)
+    def _longLine(self, line: OutgoingLine) -> None:
+        """
+        Look at an outgoing line longer than C{_watchAbove}.
+
+        @raise InvalidOutgoingMessage: if it is over the limit; it is not
+            to be sent.
+        """
+        if len(line) > self.maxLineLength + 1:
+            raise lineTooLong(line, self.maxLineLength)
+        if len(line) > LONG_STRING:
+            self._encodeMessage = encodeLongMessage
 
     def send(self, message: JSONObject) -> None:
         """
@@ -230,10 +243,8 @@ class Session:
         if self.state is not _AUTHENTICATED:
             raise NotConnected()
         line = self._encodeMessage(message)
-        if len(line) > self.maxLineLength + 1:
-            raise self._tooLong(line)
-        if len(line) > LONG_STRING:
-            self._encodeMessage = encodeLongMessage
+        if len(line) > self._watchAbove:
+            self._longLine(line)
         self._transport.writeLine(line)
 
     def request(self, request: JSONObject) -> "Deferred[JSONObject]":
@@ -248,12 +259,10 @@ class Session:
         requests = self.requests
         try:
             line = self._encodeMessage(request, REQUEST_ID, requests.nextId)
+            if len(line) > self._watchAbove:
+                self._longLine(line)
         except InvalidOutgoingMessage:
             return fail()
-        if len(line) > self.maxLineLength + 1:
-            return fail(self._tooLong(line))
-        if len(line) > LONG_STRING:
-            self._encodeMessage = encodeLongMessage
         self._transport.writeLine(line)
         return requests.issue()
 
@@ -377,10 +386,8 @@ class Session:
         if self.state is not _AUTHENTICATED:
             raise NotConnected()
         line = self._encodeMessage(response, RESPONSE_ID, requestId)
-        if len(line) > self.maxLineLength + 1:
-            raise self._tooLong(line)
-        if len(line) > LONG_STRING:
-            self._encodeMessage = encodeLongMessage
+        if len(line) > self._watchAbove:
+            self._longLine(line)
         self._transport.writeLine(line)
 
     def _becomeAuthenticated(self) -> None:
