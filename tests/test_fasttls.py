@@ -101,6 +101,33 @@ def test_recordsInPieces(pki: PKI) -> None:
     assert [message["n"] for message in received] == [0, 1, 2]
 
 
+def test_allEncryptedBytesWrittenTogether(pki: PKI) -> None:
+    """
+    However much OpenSSL has encrypted when the transport is flushed -- more
+    than the 32 KiB read at once here -- all of it goes to the transport
+    beneath, in one write.
+    """
+    clock, pump, client, server = inMemoryOverTLS(pki)
+    received: List[Any] = []
+    server.messageReceived = received.append
+    tls = client.transport
+    writes: List[bytes] = []
+    original = tls.transport.write
+
+    def write(data: bytes) -> None:
+        writes.append(data)
+        original(data)
+
+    tls.transport.write = write
+    line = b'{"pad":"' + b"p" * 16_000 + b'"}\n'
+    for _ in range(3):
+        tls._tlsConnection.send(line)  # encrypted, not yet flushed
+    tls._flushSendBIO()
+    assert len(writes) == 1 and len(writes[0]) > 3 * 16_000
+    pump.flush()
+    assert [len(message["pad"]) for message in received] == [16_000] * 3
+
+
 def test_peerClosesTLS(pki: PKI) -> None:
     """
     The peer's TLS close (close_notify) read on the cheap path ends the
