@@ -298,3 +298,25 @@ def same(a: Any, b: Any) -> bool:
         elif x != y:
             return False
     return True
+
+
+
+def test_shortLineDecoderAgrees() -> None:
+    """
+    Over the same lines, every dict C{decodeShortLine} returns is what
+    C{decodeLine} returns (the session takes such a dict as it is, and hands
+    anything else to C{decodeLine}); and with the fast codec it does return
+    one for most of them.
+    """
+    taken = 0
+    for line in lines(random.Random(2911)):
+        if len(line) >= codec.SHORT_LINE:
+            continue
+        try:
+            short = codec.decodeShortLine(line)
+        except codec.SHORT_LINE_ERRORS:
+            continue
+        if type(short) is dict:
+            taken += 1
+            assert same(("ok", short), outcome(codec.decodeLine, line)), line
+    assert taken > 2000

@@ -60,7 +60,13 @@ class _ClientProtocol(TLSJSONClientProtocol):
         self.factory.owner._authenticated()
 
     def messageReceived(self, message: JSONObject) -> None:
-        self.factory.owner.emit("message", message)
+        # emit("message", ...), inlined, as the server's protocol does.
+        owner = self.factory.owner
+        for handler in owner._handlers.get("message", ()):
+            try:
+                handler(message)
+            except Exception:
+                owner._handlerRaised("message", handler)
 
     def requestReceived(self, request: JSONObject) -> Any:
         res = Responder()

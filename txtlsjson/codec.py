@@ -295,6 +295,21 @@ if os.environ.get("TXTLSJSON_CODEC", "").lower() != "json":
                      if module is not None) or "json"
 
 
+#: Lines shorter than this may be decoded by L{decodeShortLine}.
+SHORT_LINE = _BIG
+
+#: The hot path's decoder for a line shorter than L{SHORT_LINE}: with
+#: msgspec, msgspec's own decoder, which costs no call of Python code.  It
+#: returns the line's JSON value, whatever its type, or raises one of
+#: L{SHORT_LINE_ERRORS}.  A dict it returns is what L{decodeLine} would
+#: return; for anything else (another type, an error) call L{decodeLine},
+#: which decides and says why.  Without msgspec, it is L{decodeLine}.
+decodeShortLine: Callable[[IncomingLine], Any] = _decodeLine
+SHORT_LINE_ERRORS: Tuple[Type[Exception], ...] = (InvalidMessage,)
+if msgspec is not None and _decodeLine in (_decodeLineFast, _decodeLineMsgspec):
+    decodeShortLine = _msgspecDecode
+    SHORT_LINE_ERRORS = _MsgspecDecodeErrors + (InvalidMessage,)
+
 decodeLine = _decodeLine
 decodeLine.__doc__ = """
     Decode one received line (without its C{\\n}) into a JSON object.

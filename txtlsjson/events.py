@@ -83,8 +83,15 @@ class EventEmitter:
             try:
                 handler(*args)
             except Exception:
-                self.log.failure("{event!r} handler {handler!r} raised",
-                                 event=event, handler=handler)
+                self._handlerRaised(event, handler)
+
+    def _handlerRaised(self, event: str, handler: Callable[..., Any]) -> None:
+        """
+        Log the exception C{handler} raised for C{event} (being handled),
+        for L{emit} and for the paths that call an event's handlers
+        themselves.
+        """
+        self.log.failure("{event!r} handler {handler!r} raised", event=event, handler=handler)
 
 
 def sendOrReport(emitter: EventEmitter, protocol: Optional["TLSJSONProtocol"],

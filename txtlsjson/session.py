@@ -28,10 +28,19 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txtlsjson.credentials import ANONYMOUS, Identity
-from txtlsjson.codec import decodeLine, encodeLine, encodeMessageLine, lineTooLong
+from txtlsjson.codec import (
+    SHORT_LINE,
+    SHORT_LINE_ERRORS,
+    decodeLine,
+    decodeShortLine,
+    encodeLine,
+    encodeMessageLine,
+    lineTooLong,
+)
 from txtlsjson.pieced import LONG_STRING, OutgoingLine, encodeLongMessage
 from txtlsjson.settings import ClientSettings, ConnectionSettings, ServerSettings
 from txtlsjson.wire import (
+    RESERVED_KEYS,
     AUTHENTICATED_LINE,
     INCORRECT_PASSWORD_LINE,
     PING,
@@ -63,6 +72,9 @@ from txtlsjson.errors import (
 from txtlsjson.requests import PendingRequests
 from txtlsjson.throttle import PasswordPacer
 
+
+#: Whether a message holds none of the keys the protocol gives a meaning to.
+_hasNoReservedKey = RESERVED_KEYS.isdisjoint
 
 class SessionState(Enum):
     """
@@ -284,11 +296,18 @@ class Session:
         # The hot path: decoding and dispatch inline, the common cases
         # first and cheaply.
         try:
-            message = decodeLine(line)
-        except InvalidMessage as e:
-            if line.strip():
-                self._badLine(e)
-            return
+            message = decodeShortLine(line) if len(line) < SHORT_LINE else None
+        except SHORT_LINE_ERRORS:
+            message = None
+        if type(message) is not dict:
+            # Long, or not an object to the short lines' decoder:
+            # decodeLine decides, and says why.
+            try:
+                message = decodeLine(line)
+            except InvalidMessage as e:
+                if line.strip():
+                    self._badLine(e)
+                return
         requestId = message.get(REQUEST_ID, _ABSENT)
         if requestId is not _ABSENT:
             if isValidId(requestId):
@@ -298,6 +317,14 @@ class Session:
             if isTruthy(requestId):
                 self._invalidId(REQUEST_ID, requestId)
                 return
+        elif _hasNoReservedKey(message):
+            # An application message (the Node peer's last case), unless
+            # it is a second password step.
+            if len(message) == 1 and self._refusesPasswords and type(message.get("password")) is str:
+                self._secondPassword()
+                return
+            self._observer.messageReceived(message)
+            return
         responseId = message.get(RESPONSE_ID, _ABSENT)
         if responseId is not _ABSENT and (
                 responseId if type(responseId) is int else isTruthy(responseId)):
@@ -317,13 +344,17 @@ class Session:
             found = REQUEST_ID if requestId is not _ABSENT else RESPONSE_ID
             self._invalidId(found, message[found])
             return
-        if len(message) == 1 and self._refusesPasswords and type(message.get("password")) is str:
-            # A second password step: never handed to the application, which
-            # might log it.
-            self._observer.errorReceived(InvalidMessage(
-                "a password after authentication; dropped unread"))
-            return
+        # A reserved key that means nothing on this side (the other side's
+        # keepalive key): an application message, as to the Node peer.
         self._observer.messageReceived(message)
+
+    def _secondPassword(self) -> None:
+        """
+        A second password step: never handed to the application, which
+        might log it.
+        """
+        self._observer.errorReceived(InvalidMessage(
+            "a password after authentication; dropped unread"))
 
     def _lineBeforeAuthentication(self, line: IncomingLine) -> None:
         """
