@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from benchmarks.workloads import FULL, QUICK, describe
 
@@ -88,20 +88,33 @@ def peerCommand(impl: str, role: str, quick: bool, arguments: List[str]) -> List
             *(["--quick"] if quick else []), *arguments]
 
 
+def pinnedTo(cpu: Optional[int]) -> Optional[Callable[[], None]]:
+    """
+    What a peer process runs before it starts, to run on C{cpu} alone (no
+    pinning for L{None}).
+    """
+    if cpu is None:
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
 def runPair(impl: str, workload: str, keyPairs: Dict[str, Tuple[str, str]], quick: bool,
-            env: Dict[str, str]) -> Dict[str, Any]:
+            env: Dict[str, str], pin: bool = False) -> Dict[str, Any]:
     """
     Start a server process and a client process for one measurement.
 
     @param impl: an implementation (both sides), or C{"server/client"}.
     @param keyPairs: certificate and key paths by key type.
+    @param pin: run the server on the second CPU and the client on the
+        first, each alone.
     """
     serverImpl, _, clientImpl = impl.partition("/")
     clientImpl = clientImpl or serverImpl
     cert, key = keyPairs["rsa" if workload == "many-rsa" else "ecdsa"]
     server = subprocess.Popen(
         peerCommand(serverImpl, "serve", quick, ["--cert", cert, "--key", key]),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPOSITORY, env=env, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPOSITORY, env=env, text=True,
+        preexec_fn=pinnedTo(1 if pin else None))
     try:
         line = server.stdout.readline()  # type: ignore[union-attr]
         if not line.startswith("READY "):
@@ -114,7 +127,8 @@ def runPair(impl: str, workload: str, keyPairs: Dict[str, Tuple[str, str]], quic
             extra = ["--workload", workload.rstrip("<")] + (["--reverse"] if workload.endswith("<") else [])
         client = subprocess.run(
             peerCommand(clientImpl, role, quick, ["--port", port, "--ca", cert, *extra]),
-            capture_output=True, cwd=REPOSITORY, env=env, text=True, timeout=600)
+            capture_output=True, cwd=REPOSITORY, env=env, text=True, timeout=600,
+            preexec_fn=pinnedTo(0 if pin else None))
         lines = client.stdout.strip().splitlines()
         if client.returncode != 0 or not lines:
             raise RuntimeError(f"{impl} {workload} failed:\n{client.stdout}\n{client.stderr}")
@@ -154,6 +168,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="force the JSON codec (default: orjson if installed)")
     parser.add_argument("--reactor", choices=["epoll", "asyncio"], default="epoll",
                         help="the Python peers' reactor (default: epoll, Twisted's default here)")
+    parser.add_argument("--pin", action="store_true",
+                        help="run each server on the second CPU and each client on the first, "
+                             "each alone: steadier figures on a shared machine (needs 2 CPUs)")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results here")
     args = parser.parse_args(argv)
     impls = (args.impls or ",".join(NODE_IMPLS if args.against_node else IMPLS)).split(",")
@@ -179,7 +196,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f"txtlsjson benchmarks: {platform.machine()} {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, Twisted {twisted.__version__}, {args.reactor} reactor, "
           f"codec {codecName}, "
-          f"{args.runs} run(s){' (quick)' if args.quick else ''}", flush=True)
+          f"{args.runs} run(s){' (quick)' if args.quick else ''}"
+          f"{', server on CPU 1 and client on CPU 0' if args.pin else ''}", flush=True)
     results: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
     started = time.time()
     for run in range(args.runs):
@@ -187,7 +205,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             for impl in impls:
                 if (impl, workload) in NOT_APPLICABLE:
                     continue
-                result = runPair(impl, workload, keyPairs, args.quick, env)
+                result = runPair(impl, workload, keyPairs, args.quick, env, args.pin)
                 results.setdefault((impl, workload), []).append(result)
                 shown = (f"{result['perConnection'] / 1024:.1f} KiB/conn"
                          if workload.startswith("many") else f"{formatValue(result['value'])} {result['unit']}")

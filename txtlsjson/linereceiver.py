@@ -17,8 +17,8 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
-from txtlsjson.fasttls import fastTLS
 from txtlsjson.errors import InvalidOutgoingMessage, LineTooLong, NotConnected, TLSJSONError
+from txtlsjson.fasttls import fastTLS
 from txtlsjson.framing import LineBuffer
 from txtlsjson.observers import Observers
 from txtlsjson.outgoing import OutgoingLines

@@ -40,12 +40,12 @@ from txtlsjson.codec import (
 from txtlsjson.pieced import LONG_STRING, OutgoingLine, encodeLongMessage
 from txtlsjson.settings import ClientSettings, ConnectionSettings, ServerSettings
 from txtlsjson.wire import (
-    RESERVED_KEYS,
     AUTHENTICATED_LINE,
     INCORRECT_PASSWORD_LINE,
     PING,
     PONG,
     REQUEST_ID,
+    RESERVED_KEYS,
     RESPONSE_ID,
     TOO_MANY_ATTEMPTS_LINE,
     IncomingLine,
@@ -75,6 +75,7 @@ from txtlsjson.throttle import PasswordPacer
 
 #: Whether a message holds none of the keys the protocol gives a meaning to.
 _hasNoReservedKey = RESERVED_KEYS.isdisjoint
+
 
 class SessionState(Enum):
     """
