@@ -66,6 +66,48 @@ def test_answeredNeverTimeOut() -> None:
     assert third.called and clock.getDelayedCalls() == []
 
 
+def test_requestsOneAfterAnotherShareTheTimer() -> None:
+    """
+    Requests issued each from the last one's response share one timer,
+    made once; each still times out at its own deadline (the timer, set
+    for an earlier one's, fires early and is set again); and once a
+    response issues nothing more, no timer is left.
+    """
+    clock = Clock()
+    table = PendingRequests(clock, 5)
+    made: List[Any] = []
+    original = clock.callLater
+
+    def callLater(*args: Any, **kwargs: Any) -> Any:
+        call = original(*args, **kwargs)
+        made.append(call)
+        return call
+
+    clock.callLater = callLater
+    results: List[Any] = []
+
+    def nextOne(response: Any, left: int) -> None:
+        results.append(response)
+        if left:
+            clock.advance(1)
+            table.issue().addBoth(nextOne, left - 1)
+
+    table.issue().addCallback(nextOne, 3)
+    for ident in (1, 2, 3):
+        table.resolve(ident, {"n": ident})
+    assert results == [{"n": 1}, {"n": 2}, {"n": 3}] and len(made) == 1
+    # Request 4, issued at 3 s from request 3's response, still waits; the
+    # one timer, set at 0 s for 5 s, finds it not expired and is set again
+    # for its own deadline, 8 s.
+    clock.advance(5 - clock.seconds())
+    assert len(results) == 3 and [c.getTime() for c in clock.getDelayedCalls()] == [8]
+    clock.advance(3)
+    assert results[3].check(RequestTimeout) and clock.getDelayedCalls() == []
+    table.issue().addCallback(results.append)
+    table.resolve(5, {"last": True})
+    assert results[-1] == {"last": True} and clock.getDelayedCalls() == []
+
+
 def test_cancelLastStopsTimer() -> None:
     """
     Cancelling the only pending request stops the timer.

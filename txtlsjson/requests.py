@@ -33,8 +33,12 @@ class PendingRequests:
 
     Timeouts cost one timer per connection, not one per request: requests
     are kept in the order they were issued, which (with one timeout for
-    all) is the order of their deadlines, so a single timer set for the
-    oldest deadline finds every expired request at the front.
+    all) is the order of their deadlines, so a single timer finds every
+    expired request at the front.  It is set for the oldest deadline, or
+    an earlier one (that of a request answered since, when the next was
+    issued from its response's callback), in which case it fires early,
+    finds nothing expired and is set again.  It runs only while a request
+    waits.
 
     @ivar nextId: the id the next L{issue} call will use.
     """
@@ -119,9 +123,15 @@ class PendingRequests:
         entry = self._pending.pop(ident, None)
         if entry is None:
             return False
-        if not self._pending:
-            self._stopTimer()
-        entry[0].callback(response)
+        try:
+            entry[0].callback(response)
+        finally:
+            # After the callback, which may issue the next request: requests
+            # made one after another, each from the last one's response
+            # (the way a client awaits them), then share one timer rather
+            # than each making and cancelling its own.
+            if not self._pending:
+                self._stopTimer()
         return True
 
     def failAll(self, error: Exception) -> None:
