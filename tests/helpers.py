@@ -16,11 +16,11 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.test import iosim
 
-from txtlsjson.tls import clientTLSOptions, serverTLSOptions
 from txtlsjson.protocol import (
     TLSJSONClientFactory,
     TLSJSONServerFactory,
 )
+from txtlsjson.tls import clientTLSOptions, serverTLSOptions
 
 SERVER_ADDRESS = IPv4Address("TCP", "127.0.0.1", 8888)
 CLIENT_ADDRESS = IPv4Address("TCP", "127.0.0.1", 40000)
