@@ -31,10 +31,10 @@ from txtlsjson.errors import (
 from txtlsjson.events import EventEmitter, sendOrReport, unexpectedEnd
 from txtlsjson.manyclients import ManyClients
 from txtlsjson.metrics import ServerMetrics, TimedPendingRequests, meterWire
-from txtlsjson.session import Session
 from txtlsjson.pacing import ClusterPacer
 from txtlsjson.protocol import TLSJSONServerFactory, TLSJSONServerProtocol, peerOf
 from txtlsjson.rooms import Rooms
+from txtlsjson.session import Session
 from txtlsjson.settings import ServerSettings
 from txtlsjson.throttle import AuthenticationThrottle
 from txtlsjson.tls import PathLike, serverTLSOptions

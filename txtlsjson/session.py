@@ -27,7 +27,6 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txtlsjson.credentials import ANONYMOUS, Identity
 from txtlsjson.codec import (
     SHORT_LINE,
     SHORT_LINE_ERRORS,
@@ -37,6 +36,7 @@ from txtlsjson.codec import (
     encodeMessageLine,
     lineTooLong,
 )
+from txtlsjson.credentials import ANONYMOUS, Identity
 from txtlsjson.pieced import LONG_STRING, OutgoingLine, encodeLongMessage
 from txtlsjson.settings import ClientSettings, ConnectionSettings, ServerSettings
 from txtlsjson.wire import (
