@@ -12,7 +12,7 @@ import pytest
 
 from txtlsjson.codec import decodeLine, encodeLine, encodeMessageLine
 from txtlsjson.errors import InvalidMessage, InvalidOutgoingMessage, ReservedKeyError
-from txtlsjson.wire import MAX_SAFE_INTEGER, isTruthy, isValidId
+from txtlsjson.wire import MAX_SAFE_INTEGER, RESERVED_KEYS, isTruthy, isValidId
 
 
 def test_encodeAsJSONStringify() -> None:
@@ -63,7 +63,7 @@ def test_dictSubclassWithId(factory: Any) -> None:
     assert dict(message) == {"b": 1, "a": [2]}
 
 
-@pytest.mark.parametrize("key", ["requestId", "responseId", "__ping", "__pong"])
+@pytest.mark.parametrize("key", sorted(RESERVED_KEYS))
 def test_reservedKeysRefused(key: str) -> None:
     """
     An application object holding a reserved key is refused, naming the key.
