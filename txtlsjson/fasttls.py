@@ -55,7 +55,9 @@ if _AVAILABLE:
     # out before anything else can run (the reactor's thread only, as all
     # of a protocol's code).
     _buffer = _ffi.new("char[]", _READ_SIZE)
-    _asBytes = _ffi.buffer
+    # Copies the first n bytes out as bytes: half the cost of
+    # ffi.buffer(_buffer, n)[:], which makes a buffer object to slice.
+    _copyOut = _ffi.unpack
     _SSL_read = _lib.SSL_read
     _SSL_write = _lib.SSL_write
     _SSL_get_error = _lib.SSL_get_error
@@ -117,7 +119,7 @@ class _FastTLSMixin:
         while not self._lostTLSConnection:
             read = _SSL_read(ssl, _buffer, _READ_SIZE)
             if read > 0:
-                data = _asBytes(_buffer, read)[:]
+                data = _copyOut(_buffer, read)
                 if not self._aborted:
                     _deliver(self, data)  # type: ignore[arg-type,no-untyped-call]
                 continue
@@ -150,13 +152,13 @@ class _FastTLSMixin:
             if not _BIO_should_retry(bio):
                 TLSMemoryBIOProtocol._flushSendBIO(self)  # type: ignore[arg-type]
             return
-        data = _asBytes(_buffer, read)[:]
+        data = _copyOut(_buffer, read)
         if read == _READ_SIZE:
             pieces = [data]
             while read == _READ_SIZE:
                 read = _BIO_read(bio, _buffer, _READ_SIZE)
                 if read > 0:
-                    pieces.append(_asBytes(_buffer, read)[:])
+                    pieces.append(_copyOut(_buffer, read))
             data = b"".join(pieces)
         self.transport.write(data)
 
