@@ -30,7 +30,6 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Type
 
 from OpenSSL import SSL
-from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
@@ -66,8 +65,6 @@ if _AVAILABLE:
     _BIO_write = _lib.BIO_write
     _BIO_should_retry = _lib.BIO_should_retry
 
-_deliver = ProtocolWrapper.dataReceived
-
 
 def _problemWaiting(context: SSL.Context) -> bool:
     """
@@ -95,6 +92,7 @@ class _FastTLSMixin:
     _lostTLSConnection: bool
     _aborted: bool
     transport: Any
+    wrappedProtocol: Any
 
     def dataReceived(self, data: bytes) -> None:
         """
@@ -121,7 +119,8 @@ class _FastTLSMixin:
             if read > 0:
                 data = _copyOut(_buffer, read)
                 if not self._aborted:
-                    _deliver(self, data)  # type: ignore[arg-type,no-untyped-call]
+                    # What ProtocolWrapper.dataReceived does, without its call.
+                    self.wrappedProtocol.dataReceived(data)
                 continue
             if _SSL_get_error(ssl, read) == _WANT_READ and not _problemWaiting(
                     connection._context):
