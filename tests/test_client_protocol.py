@@ -348,6 +348,13 @@ def test_clientSendBeforeAuthentication() -> None:
     failures: List[Any] = []
     t.client.request({}).addErrback(failures.append)
     assert failures[0].check(NotConnected)
+    # Connected, the password sent, not yet accepted: the same, and
+    # nothing but the password goes out.
+    t.connector.succeed(authenticate=False)
+    t.client.send({"a": 2})
+    assert t.take() == [("error", "NotConnected")]
+    transport = t.connector.transport
+    assert transport is not None and transport.lines() == [b'{"password":"pw"}']
 
 
 def test_clientAbnormalLossReported() -> None:

@@ -25,7 +25,7 @@ from txtlsjson.errors import (
     NotConnected,
     TLSJSONError,
 )
-from txtlsjson.events import EventEmitter, sendOrReport, unexpectedEnd
+from txtlsjson.events import EventEmitter, unexpectedEnd
 from txtlsjson.observers import Observers
 from txtlsjson.protocol import TLSJSONClientFactory, TLSJSONClientProtocol
 from txtlsjson.settings import PORT, ClientSettings
@@ -352,7 +352,15 @@ class Client(EventEmitter):
         @raise InvalidOutgoingMessage: if the message cannot be sent as it
             is; nothing was sent.
         """
-        sendOrReport(self, self.factory.client, message)
+        # sendOrReport's body, inline: the call would cost a message sent
+        # through this API 4% more (RESULTS.rst).
+        protocol = self.factory.client
+        try:
+            if protocol is None:
+                raise NotConnected()
+            protocol.send(message)
+        except NotConnected as e:
+            self.emit("error", e)
 
     def request(self, request: JSONObject) -> "Deferred[JSONObject]":
         """
