@@ -300,7 +300,6 @@ def same(a: Any, b: Any) -> bool:
     return True
 
 
-
 def test_shortLineDecoderAgrees() -> None:
     """
     Over the same lines, every dict C{decodeShortLine} returns is what

@@ -214,11 +214,6 @@ if orjson is not None:
     # expression without a literal prefix.  Searches use bytes.find, not
     # "in": CPython's bytes.__contains__ first tries its operand as an
     # integer and clears the TypeError, which costs more than the search.
-    # The search of every encoded message uses bytes.partition, which takes
-    # its one argument directly where find parses a tuple of three: a third
-    # less for a short message (RESULTS.rst).  Where it finds "null" it
-    # copies the line's two sides, but the line is then encoded again
-    # anyway.
     # Nesting needs no check here: orjson refuses what is deeper than
     # MAX_NESTING, and the standard library then says why.
     _digitTable = bytes(0x31 if 0x30 <= c <= 0x39 else 0 for c in range(256))
@@ -265,6 +260,10 @@ if orjson is not None:
             data: bytes = _orjsonDumps(obj, default=_refuse, option=_options)
         except _OrjsonEncodeError:
             return _encodeStandard(obj)
+        # bytes.partition, not find: it takes its one argument directly
+        # where find parses a tuple of three, a third less for a short line
+        # (RESULTS.rst).  When it finds "null" it copies the line's two
+        # sides, but the line is then encoded again anyway.
         if (len(data) < _BIG or not _flat(obj)) and data.partition(b"null")[1]:
             return _encodeStandard(obj)
         return data
