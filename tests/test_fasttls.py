@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Any, List
 
+import pytest
 from OpenSSL import SSL
 from twisted.internet.error import ConnectionDone
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from txtlsjson import TLSJSONServerFactory, serverTLSOptions
+from txtlsjson import fasttls
 from txtlsjson.fasttls import fastTLS
 
 from .conftest import PKI
@@ -153,6 +155,41 @@ def test_corruptRecord(pki: PKI) -> None:
     pump.flush()
     [reason] = serverLost
     assert reason.check(SSL.Error)
+
+
+def test_connectionReleasedWithTheConnection(pki: PKI) -> None:
+    """
+    The parts of pyOpenSSL's C{Connection} the cheap path keeps are let go
+    of when the connection is lost, as Twisted lets go of the C{Connection}
+    itself: a protocol kept after its connection does not keep OpenSSL's
+    buffers.
+    """
+    clock, pump, client, server = inMemoryOverTLS(pki)
+    kept = {fasttls._SSL, fasttls._INTO_SSL, fasttls._FROM_SSL, fasttls._CONNECTION}
+    tls = server.transport
+    assert kept <= set(vars(tls))
+    client.transport.loseConnection()
+    pump.flush()
+    assert tls._tlsConnection is None
+    assert not kept & set(vars(tls))
+
+
+def test_callbackProblemOfTheCurrentContext(pki: PKI) -> None:
+    """
+    An exception that one of pyOpenSSL's callbacks stored on the
+    connection's current C{Context} -- a server may switch a connection's
+    C{Context} during the handshake (SNI) -- is raised by the next read, as
+    pyOpenSSL raises it.
+    """
+    clock, pump, client, server = inMemoryOverTLS(pki)
+    switched = SSL.Context(SSL.TLS_METHOD)
+    switched.set_verify(SSL.VERIFY_NONE, lambda *arguments: True)
+    server.transport._tlsConnection.set_context(switched)
+    switched._verify_helper._problems.append(ValueError("raised in a callback"))
+    client.send({"n": 1})
+    clock.advance(0)
+    with pytest.raises(ValueError, match="raised in a callback"):
+        pump.server.dataReceived(pump.clientIO.getOutBuffer())
 
 
 def test_otherTransportsLeftAlone(pki: PKI) -> None:

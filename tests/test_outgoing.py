@@ -351,7 +351,8 @@ def test_sendAtOnceNotWhileClosing() -> None:
     closing.write(b"x")
 
     class Aborting:
-        _aborted = True
+        def __init__(self) -> None:
+            self._aborted = True  # on the instance, as abortConnection sets it
 
     aborted = FakeTCP()
     sendAtOnce(aborted, Aborting())

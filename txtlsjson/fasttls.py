@@ -17,6 +17,12 @@ OpenSSL asking for more bytes; everything else (the handshake, a
 renegotiation, a close, an error) goes to Twisted's and pyOpenSSL's own
 code, which raise and handle exactly as before.
 
+The common path also reads the transport's attributes, and those of its
+pyOpenSSL C{Connection}, from their instance dictionaries: both classes
+have a C{__getattr__}, which makes CPython look up every attribute of
+their instances the slow way, unspecialized -- some thirty lookups per
+message each way, before.
+
 It rests on pyOpenSSL's private names (C{_lib}, C{_ffi}, and a
 C{Connection}'s C{_ssl}, C{_into_ssl} and C{_from_ssl}); where they are
 missing, L{fastTLS} leaves the transport as it is.  This belongs in
@@ -27,13 +33,14 @@ it is there.  What it saves is measured in C{benchmarks/RESULTS.rst}.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Type
+from typing import Any, Dict, Optional, Type
 
 from OpenSSL import SSL
+from twisted.internet.protocol import connectionDone
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
-__all__ = ["fastTLS"]
+__all__ = ["encrypt", "fastState", "fastTLS"]
 
 #: The most bytes read from OpenSSL at once, as Twisted reads them.
 _READ_SIZE = 2**15
@@ -79,114 +86,166 @@ def _problemWaiting(context: SSL.Context) -> bool:
     return False
 
 
+#: Twisted's class defaults among what the common path reads: copied into
+#: a transport's instance dictionary when it is made fast (see L{fastTLS}),
+#: so that the dictionary holds every one of them.
+_DEFAULTS = ("_handshakeDone", "_lostTLSConnection", "_aborted", "_producer", "disconnecting")
+
+#: What the common path uses of the transport's pyOpenSSL C{Connection}
+#: (which has a C{__getattr__} as well), kept in the transport's dictionary
+#: under these names while the connection lasts: its C{SSL} and C{BIO}
+#: pointers, which never change, and its own dictionary, where its current
+#: C{Context} is (a server may change it during the handshake).
+_SSL, _INTO_SSL, _FROM_SSL, _CONNECTION = "_fastSSL", "_fastIntoSSL", "_fastFromSSL", "_fastConnection"
+
+
+def _deliverDecrypted(tls: Any, state: Dict[str, Any]) -> None:
+    """
+    Deliver every decrypted byte OpenSSL has, then send whatever reading
+    made it write (a handshake message, an alert).
+
+    @param tls: the TLS transport.
+    @param state: its instance dictionary.
+    """
+    ssl = state[_SSL]
+    while not state["_lostTLSConnection"]:
+        read = _SSL_read(ssl, _buffer, _READ_SIZE)
+        if read > 0:
+            data = _copyOut(_buffer, read)
+            if not state["_aborted"]:
+                # What ProtocolWrapper.dataReceived does, without its call.
+                state["wrappedProtocol"].dataReceived(data)
+            continue
+        if _SSL_get_error(ssl, read) == _WANT_READ and not _problemWaiting(state[_CONNECTION]["_context"]):
+            break
+        try:
+            state["_tlsConnection"]._raise_ssl_error(ssl, read)
+        except SSL.WantReadError:
+            break
+        except SSL.ZeroReturnError:
+            # The peer closed TLS: as Twisted's own _flushReceiveBIO.
+            tls._shutdownTLS()
+            tls._tlsShutdownFinished(None)
+        except SSL.Error:
+            tls._tlsShutdownFinished(Failure())
+        else:  # an error that raises nothing: leave it to Twisted's code
+            TLSMemoryBIOProtocol._flushReceiveBIO(tls)
+            return
+    _sendEncrypted(tls, state)
+
+
+def _sendEncrypted(tls: Any, state: Dict[str, Any]) -> None:
+    """
+    Write everything OpenSSL has encrypted to the transport beneath, in one
+    write.
+    """
+    bio = state[_FROM_SSL]
+    read = _BIO_read(bio, _buffer, _READ_SIZE)
+    if read <= 0:
+        if not _BIO_should_retry(bio):
+            TLSMemoryBIOProtocol._flushSendBIO(tls)
+        return
+    data = _copyOut(_buffer, read)
+    if read == _READ_SIZE:
+        pieces = [data]
+        while read == _READ_SIZE:
+            read = _BIO_read(bio, _buffer, _READ_SIZE)
+            if read > 0:
+                pieces.append(_copyOut(_buffer, read))
+        data = b"".join(pieces)
+    state["transport"].write(data)
+
+
+def encrypt(tls: Any, state: Dict[str, Any], data: bytes) -> None:
+    """
+    What C{TLSMemoryBIOProtocol._write} does, cheaply for what fits in one
+    record: encrypt C{data} and write it out.
+
+    @param tls: a TLS transport on the cheap path (L{fastState}).
+    @param state: its instance dictionary, as L{fastState} returned it.
+    """
+    if (state["_lostTLSConnection"] or type(data) is not bytes or not data
+            or len(data) > _RECORD_SIZE):
+        TLSMemoryBIOProtocol._write(tls, data)
+        return
+    ssl = state[_SSL]
+    written = _SSL_write(ssl, data, len(data))
+    if written > 0:
+        _sendEncrypted(tls, state)
+        if written < len(data):  # a partial write: the rest as Twisted does
+            TLSMemoryBIOProtocol._write(tls, data[written:])
+        return
+    try:
+        state["_tlsConnection"]._raise_ssl_error(ssl, written)
+    except SSL.WantReadError:
+        # OpenSSL must read first (a renegotiation): wait for it, as
+        # Twisted does.
+        tls._bufferedWrite(data)
+    except SSL.Error:
+        tls._tlsShutdownFinished(Failure())
+    else:
+        TLSMemoryBIOProtocol._write(tls, data)
+
+
 class _FastTLSMixin:
     """
     The read and write paths of L{TLSMemoryBIOProtocol} without exceptions
     on the common path; everything uncommon is handed to its own code.
+
+    The transport's own attributes are read from its instance dictionary,
+    not as attributes: Twisted's TLS transport inherits
+    C{ProtocolWrapper.__getattr__}, and on CPython a class with
+    C{__getattr__} has every attribute read on its instances take a slow
+    lookup the interpreter cannot specialize (measured in
+    C{benchmarks/RESULTS.rst}).  So the common path reads the dictionary
+    once per call and works from it (L{_DEFAULTS} makes sure it holds what
+    is read).
     """
 
     # Twisted's names, for the type checker: this is mixed into its class.
     _tlsConnection: SSL.Connection
-    _handshakeDone: bool
-    _appSendBuffer: List[bytes]
-    _lostTLSConnection: bool
-    _aborted: bool
-    transport: Any
-    wrappedProtocol: Any
+    __dict__: Dict[str, Any]
 
     def dataReceived(self, data: bytes) -> None:
         """
         Hand received ciphertext to OpenSSL, then deliver what it decrypts.
         """
-        if not self._handshakeDone or self._appSendBuffer or type(data) is not bytes or not data:
+        state = self.__dict__
+        if not state["_handshakeDone"] or state["_appSendBuffer"] or type(data) is not bytes or not data:
             TLSMemoryBIOProtocol.dataReceived(self, data)  # type: ignore[arg-type]
             return
-        connection: Any = self._tlsConnection
-        if _BIO_write(connection._into_ssl, data, len(data)) <= 0:
-            connection.bio_write(data)  # raises, as pyOpenSSL does
+        if _BIO_write(state[_INTO_SSL], data, len(data)) <= 0:
+            state["_tlsConnection"].bio_write(data)  # raises, as pyOpenSSL does
             return
-        self._flushReceiveBIO()
+        _deliverDecrypted(self, state)
 
     def _flushReceiveBIO(self) -> None:
         """
-        Deliver every decrypted byte OpenSSL has, then send whatever reading
-        made it write (a handshake message, an alert).
+        Deliver every decrypted byte OpenSSL has (L{_deliverDecrypted}).
         """
-        connection: Any = self._tlsConnection
-        ssl = connection._ssl
-        while not self._lostTLSConnection:
-            read = _SSL_read(ssl, _buffer, _READ_SIZE)
-            if read > 0:
-                data = _copyOut(_buffer, read)
-                if not self._aborted:
-                    # What ProtocolWrapper.dataReceived does, without its call.
-                    self.wrappedProtocol.dataReceived(data)
-                continue
-            if _SSL_get_error(ssl, read) == _WANT_READ and not _problemWaiting(
-                    connection._context):
-                break
-            try:
-                connection._raise_ssl_error(ssl, read)
-            except SSL.WantReadError:
-                break
-            except SSL.ZeroReturnError:
-                # The peer closed TLS: as Twisted's own _flushReceiveBIO.
-                self._shutdownTLS()  # type: ignore[attr-defined]
-                self._tlsShutdownFinished(None)  # type: ignore[attr-defined]
-            except SSL.Error:
-                self._tlsShutdownFinished(Failure())  # type: ignore[attr-defined]
-            else:  # an error that raises nothing: leave it to Twisted's code
-                TLSMemoryBIOProtocol._flushReceiveBIO(self)  # type: ignore[arg-type]
-                return
-        self._flushSendBIO()
+        _deliverDecrypted(self, self.__dict__)
 
     def _flushSendBIO(self) -> None:
         """
-        Write everything OpenSSL has encrypted to the transport beneath, in
-        one write.
+        Write everything OpenSSL has encrypted (L{_sendEncrypted}).
         """
-        bio = self._tlsConnection._from_ssl
-        read = _BIO_read(bio, _buffer, _READ_SIZE)
-        if read <= 0:
-            if not _BIO_should_retry(bio):
-                TLSMemoryBIOProtocol._flushSendBIO(self)  # type: ignore[arg-type]
-            return
-        data = _copyOut(_buffer, read)
-        if read == _READ_SIZE:
-            pieces = [data]
-            while read == _READ_SIZE:
-                read = _BIO_read(bio, _buffer, _READ_SIZE)
-                if read > 0:
-                    pieces.append(_copyOut(_buffer, read))
-            data = b"".join(pieces)
-        self.transport.write(data)
+        _sendEncrypted(self, self.__dict__)
 
     def _write(self, data: bytes) -> None:
         """
-        Encrypt C{data} and write it out; what fits in one record at once.
+        Encrypt C{data} and write it out (L{encrypt}).
         """
-        if (self._lostTLSConnection or type(data) is not bytes or not data
-                or len(data) > _RECORD_SIZE):
-            TLSMemoryBIOProtocol._write(self, data)  # type: ignore[arg-type]
-            return
-        connection: Any = self._tlsConnection
-        ssl = connection._ssl
-        written = _SSL_write(ssl, data, len(data))
-        if written > 0:
-            self._flushSendBIO()
-            if written < len(data):  # a partial write: the rest as Twisted does
-                TLSMemoryBIOProtocol._write(self, data[written:])  # type: ignore[arg-type]
-            return
-        try:
-            connection._raise_ssl_error(ssl, written)
-        except SSL.WantReadError:
-            # OpenSSL must read first (a renegotiation): wait for it, as
-            # Twisted does.
-            self._bufferedWrite(data)  # type: ignore[attr-defined]
-        except SSL.Error:
-            self._tlsShutdownFinished(Failure())  # type: ignore[attr-defined]
-        else:
-            TLSMemoryBIOProtocol._write(self, data)  # type: ignore[arg-type]
+        encrypt(self, self.__dict__, data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """
+        Let go of the C{Connection}'s parts, as Twisted lets go of the
+        C{Connection}.
+        """
+        super().connectionLost(reason)  # type: ignore[misc]
+        state = self.__dict__
+        for name in (_SSL, _INTO_SSL, _FROM_SSL, _CONNECTION):
+            state.pop(name, None)
 
 
 class _FastTLSMemoryBIOProtocol(_FastTLSMixin, TLSMemoryBIOProtocol):
@@ -219,9 +278,25 @@ def fastTLS(transport: Optional[object]) -> bool:
     fast = _FAST.get(type(transport))
     if fast is None or not _AVAILABLE:
         return False
-    connection = getattr(transport, "_tlsConnection", None)
+    connection: Any = getattr(transport, "_tlsConnection", None)
     if not all(hasattr(connection, name)
                for name in ("_ssl", "_into_ssl", "_from_ssl", "_context", "_raise_ssl_error")):
         return False
     transport.__class__ = fast
+    state = vars(transport)
+    for name in _DEFAULTS:
+        if name not in state:
+            state[name] = getattr(transport, name)
+    state[_SSL], state[_INTO_SSL] = connection._ssl, connection._into_ssl
+    state[_FROM_SSL], state[_CONNECTION] = connection._from_ssl, vars(connection)
     return True
+
+
+def fastState(transport: object) -> Optional[Dict[str, Any]]:
+    """
+    The instance dictionary of C{transport} if it is on the cheap path
+    (L{fastTLS}), for L{encrypt}; else L{None}.
+    """
+    if type(transport) in _FAST.values():
+        return vars(transport)
+    return None

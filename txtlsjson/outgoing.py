@@ -6,7 +6,7 @@ the pace the peer reads them.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, TypeVar
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, TypeVar
 
 from twisted.internet.interfaces import IPushProducer, ITransport
 from twisted.logger import Logger
@@ -14,6 +14,7 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer
 
 from txtlsjson.errors import SlowConsumer
+from txtlsjson.fasttls import encrypt, fastState
 from txtlsjson.pieced import OutgoingLine, PiecedLine
 
 #: Lines longer than this are handed to the transport a piece of this size
@@ -26,33 +27,51 @@ CHUNK_SIZE = 64 * 1024
 _Item = TypeVar("_Item")
 
 
+#: What L{_SendAtOnce} reads of Twisted's TCP transport, from its instance
+#: dictionary; class defaults until Twisted first sets them, so copied
+#: there by L{sendAtOnce}.  (Read as attributes, each would take the
+#: interpreter's unspecialized lookup: it cannot specialize reading a
+#: class's default through an instance.)
+_TCP_STATE = ("_tempDataLen", "offset", "dataBuffer", "connected", "disconnecting",
+              "_writeDisconnected")
+
+
 class _SendAtOnce:
     """
     The C{write} L{sendAtOnce} gives a transport: one small object a
     connection (an idle connection's memory counts).
     """
 
-    __slots__ = ("_transport", "_write", "_above")
+    __slots__ = ("_transport", "_state", "_write", "_above")
 
     def __init__(self, transport: Any, above: Any) -> None:
         self._transport = transport
+        state = self._state = vars(transport)
+        for name in _TCP_STATE:
+            if name not in state:
+                state[name] = getattr(transport, name)
         # Someone else's write, if they replaced the class's; else the
         # class's own, called through the class (no bound method kept).
-        self._write = getattr(transport, "__dict__", {}).get("write")
-        self._above = above
+        self._write = state.get("write")
+        # The TLS transport's instance dictionary: its attributes are slow
+        # to read as attributes (see txtlsjson.fasttls).
+        self._above: Optional[Dict[str, Any]] = None if above is None else vars(above)
 
     def __call__(self, data: bytes) -> None:
-        transport = self._transport
-        if (not transport._tempDataLen and transport.offset == len(transport.dataBuffer)
-                and transport.connected and not transport.disconnecting
-                and not transport._writeDisconnected and not getattr(self._above, "_aborted", False)):
+        state = self._state
+        above = self._above
+        if (not state["_tempDataLen"] and state["offset"] == len(state["dataBuffer"])
+                and state["connected"] and not state["disconnecting"]
+                and not state["_writeDisconnected"]
+                and (above is None or not above.get("_aborted", False))):
+            transport = self._transport
             sent = transport.writeSomeData(data)
             if type(sent) is int:
                 if sent == len(data):
                     return
                 data = data[sent:]
         if self._write is None:
-            type(transport).write(transport, data)
+            type(self._transport).write(self._transport, data)
         else:
             self._write(data)
 
@@ -76,8 +95,10 @@ def sendAtOnce(transport: Any, above: Any = None) -> bool:
     """
     try:
         transport.write, transport.writeSomeData
-        transport._tempDataLen, transport.dataBuffer, transport.offset
-    except AttributeError:
+        for name in _TCP_STATE:
+            getattr(transport, name)
+        vars(transport)
+    except (AttributeError, TypeError):
         return False
     transport.write = _SendAtOnce(transport, above)
     return True
@@ -124,7 +145,7 @@ class OutgoingLines:
     """
 
     # One per connection, so kept small: slots, and no queue until needed.
-    __slots__ = ("_write", "_tls", "_limit", "_slowConsumer", "_chunkSize", "paused",
+    __slots__ = ("_write", "_tls", "_tlsState", "_limit", "_slowConsumer", "_chunkSize", "paused",
                  "_pending", "_long", "_longLeft", "_queue", "_queued", "_held", "_heldBytes",
                  "_registeredWith")
 
@@ -148,6 +169,8 @@ class OutgoingLines:
         self._write = write
         # Under Twisted's TLS, the TLS transport (see _writeNow).
         self._tls: Optional[TLSMemoryBIOProtocol] = None
+        # Its instance dictionary, if it is on fasttls's cheap path.
+        self._tlsState: Optional[Dict[str, Any]] = None
         self._limit = limit
         self._slowConsumer = slowConsumer
         self._chunkSize = chunkSize
@@ -191,6 +214,7 @@ class OutgoingLines:
         outgoing._registeredWith = beneath
         if isinstance(transport, TLSMemoryBIOProtocol) and hasattr(transport, "_aggregator"):
             outgoing._tls = transport
+            outgoing._tlsState = fastState(transport)
         sendAtOnce(beneath, transport if beneath is not transport else None)
         return outgoing
 
@@ -249,14 +273,21 @@ class OutgoingLines:
         belongs in Twisted, as a way to flush.)
         """
         tls = self._tls
-        if tls is None or tls.disconnecting:
-            self._write(data)
+        state = self._tlsState
+        if state is not None:
+            # On fasttls's cheap path: the same, read from its dictionary.
+            if not state["disconnecting"]:
+                state["_aggregator"].flush()
+                encrypt(tls, state, data)
+                return
+        elif tls is not None and not tls.disconnecting:
+            tls._aggregator.flush()
+            # The class's own write, which encrypts now (and drops what
+            # comes after the connection is lost); a BufferingTLSTransport's
+            # instance write goes through the aggregator.
+            TLSMemoryBIOProtocol.write(tls, data)
             return
-        tls._aggregator.flush()
-        # The class's own write, which encrypts now (and drops what comes
-        # after the connection is lost); a BufferingTLSTransport's instance
-        # write goes through the aggregator.
-        TLSMemoryBIOProtocol.write(tls, data)
+        self._write(data)
 
     def _collect(self, line: OutgoingLine) -> None:
         """
