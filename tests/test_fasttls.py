@@ -185,7 +185,9 @@ def test_callbackProblemOfTheCurrentContext(pki: PKI) -> None:
     switched = SSL.Context(SSL.TLS_METHOD)
     switched.set_verify(SSL.VERIFY_NONE, lambda *arguments: True)
     server.transport._tlsConnection.set_context(switched)
-    switched._verify_helper._problems.append(ValueError("raised in a callback"))
+    helper = switched._verify_helper
+    assert helper is not None
+    helper._problems.append(ValueError("raised in a callback"))
     client.send({"n": 1})
     clock.advance(0)
     with pytest.raises(ValueError, match="raised in a callback"):
