@@ -165,7 +165,7 @@ def test_connectionReleasedWithTheConnection(pki: PKI) -> None:
     buffers.
     """
     clock, pump, client, server = inMemoryOverTLS(pki)
-    kept = {fasttls._SSL, fasttls._INTO_SSL, fasttls._FROM_SSL, fasttls._CONNECTION}
+    kept = {fasttls._SSL, fasttls._INTO_SSL, fasttls._FROM_SSL}
     tls = server.transport
     assert kept <= set(vars(tls))
     client.transport.loseConnection()

@@ -89,14 +89,19 @@ def _problemWaiting(context: SSL.Context) -> bool:
 #: Twisted's class defaults among what the common path reads: copied into
 #: a transport's instance dictionary when it is made fast (see L{fastTLS}),
 #: so that the dictionary holds every one of them.
-_DEFAULTS = ("_handshakeDone", "_lostTLSConnection", "_aborted", "_producer", "disconnecting")
+_DEFAULTS = ("_handshakeDone", "_lostTLSConnection", "_aborted", "disconnecting")
 
 #: What the common path uses of the transport's pyOpenSSL C{Connection}
 #: (which has a C{__getattr__} as well), kept in the transport's dictionary
 #: under these names while the connection lasts: its C{SSL} and C{BIO}
-#: pointers, which never change, and its own dictionary, where its current
-#: C{Context} is (a server may change it during the handshake).
-_SSL, _INTO_SSL, _FROM_SSL, _CONNECTION = "_fastSSL", "_fastIntoSSL", "_fastFromSSL", "_fastConnection"
+#: pointers, which never change.
+_SSL, _INTO_SSL, _FROM_SSL = "_fastSSL", "_fastIntoSSL", "_fastFromSSL"
+
+#: Reads an attribute without the class's C{__getattr__}: the
+#: C{Connection}'s current C{Context} (a server may switch it during the
+#: handshake), read where it is needed rather than kept, so that the
+#: C{Connection}'s attributes stay where CPython keeps them compactly.
+_attribute = object.__getattribute__
 
 
 def _deliverDecrypted(tls: Any, state: Dict[str, Any]) -> None:
@@ -116,7 +121,8 @@ def _deliverDecrypted(tls: Any, state: Dict[str, Any]) -> None:
                 # What ProtocolWrapper.dataReceived does, without its call.
                 state["wrappedProtocol"].dataReceived(data)
             continue
-        if _SSL_get_error(ssl, read) == _WANT_READ and not _problemWaiting(state[_CONNECTION]["_context"]):
+        if _SSL_get_error(ssl, read) == _WANT_READ and not _problemWaiting(
+                _attribute(state["_tlsConnection"], "_context")):
             break
         try:
             state["_tlsConnection"]._raise_ssl_error(ssl, read)
@@ -244,7 +250,7 @@ class _FastTLSMixin:
         """
         super().connectionLost(reason)  # type: ignore[misc]
         state = self.__dict__
-        for name in (_SSL, _INTO_SSL, _FROM_SSL, _CONNECTION):
+        for name in (_SSL, _INTO_SSL, _FROM_SSL):
             state.pop(name, None)
 
 
@@ -288,7 +294,7 @@ def fastTLS(transport: Optional[object]) -> bool:
         if name not in state:
             state[name] = getattr(transport, name)
     state[_SSL], state[_INTO_SSL] = connection._ssl, connection._into_ssl
-    state[_FROM_SSL], state[_CONNECTION] = connection._from_ssl, vars(connection)
+    state[_FROM_SSL] = connection._from_ssl
     return True
 
 

@@ -27,11 +27,11 @@ CHUNK_SIZE = 64 * 1024
 _Item = TypeVar("_Item")
 
 
-#: What L{_SendAtOnce} reads of Twisted's TCP transport, from its instance
-#: dictionary; class defaults until Twisted first sets them, so copied
-#: there by L{sendAtOnce}.  (Read as attributes, each would take the
-#: interpreter's unspecialized lookup: it cannot specialize reading a
-#: class's default through an instance.)
+#: What L{_SendAtOnce} reads of Twisted's TCP transport: class defaults
+#: until Twisted first sets them on the instance, so set there by
+#: L{sendAtOnce}.  (CPython specializes reading an attribute the instance
+#: holds; one it finds on the class instead is read the slow way, each
+#: time.)
 _TCP_STATE = ("_tempDataLen", "offset", "dataBuffer", "connected", "disconnecting",
               "_writeDisconnected")
 
@@ -42,36 +42,34 @@ class _SendAtOnce:
     connection (an idle connection's memory counts).
     """
 
-    __slots__ = ("_transport", "_state", "_write", "_above")
+    __slots__ = ("_transport", "_write", "_above")
 
     def __init__(self, transport: Any, above: Any) -> None:
         self._transport = transport
-        state = self._state = vars(transport)
         for name in _TCP_STATE:
-            if name not in state:
-                state[name] = getattr(transport, name)
+            setattr(transport, name, getattr(transport, name))
         # Someone else's write, if they replaced the class's; else the
         # class's own, called through the class (no bound method kept).
-        self._write = state.get("write")
+        write = transport.write
+        self._write = None if getattr(write, "__func__", None) is type(transport).write else write
         # The TLS transport's instance dictionary: its attributes are slow
         # to read as attributes (see txtlsjson.fasttls).
         self._above: Optional[Dict[str, Any]] = None if above is None else vars(above)
 
     def __call__(self, data: bytes) -> None:
-        state = self._state
+        transport = self._transport
         above = self._above
-        if (not state["_tempDataLen"] and state["offset"] == len(state["dataBuffer"])
-                and state["connected"] and not state["disconnecting"]
-                and not state["_writeDisconnected"]
+        if (not transport._tempDataLen and transport.offset == len(transport.dataBuffer)
+                and transport.connected and not transport.disconnecting
+                and not transport._writeDisconnected
                 and (above is None or not above.get("_aborted", False))):
-            transport = self._transport
             sent = transport.writeSomeData(data)
             if type(sent) is int:
                 if sent == len(data):
                     return
                 data = data[sent:]
         if self._write is None:
-            type(self._transport).write(self._transport, data)
+            type(transport).write(transport, data)
         else:
             self._write(data)
 
@@ -97,8 +95,7 @@ def sendAtOnce(transport: Any, above: Any = None) -> bool:
         transport.write, transport.writeSomeData
         for name in _TCP_STATE:
             getattr(transport, name)
-        vars(transport)
-    except (AttributeError, TypeError):
+    except AttributeError:
         return False
     transport.write = _SendAtOnce(transport, above)
     return True
