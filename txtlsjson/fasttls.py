@@ -17,11 +17,12 @@ OpenSSL asking for more bytes; everything else (the handshake, a
 renegotiation, a close, an error) goes to Twisted's and pyOpenSSL's own
 code, which raise and handle exactly as before.
 
-The common path also reads the transport's attributes, and those of its
-pyOpenSSL C{Connection}, from their instance dictionaries: both classes
-have a C{__getattr__}, which makes CPython look up every attribute of
-their instances the slow way, unspecialized -- some thirty lookups per
-message each way, before.
+The common path also keeps clear of attribute reads through
+C{__getattr__}: Twisted's TLS transport and pyOpenSSL's C{Connection} both
+have one, which makes CPython look up every attribute of their instances
+the slow way, unspecialized (some thirty lookups per message each way,
+before).  It reads the transport's state from its instance dictionary,
+and keeps the C{Connection}'s pointers there.
 
 It rests on pyOpenSSL's private names (C{_lib}, C{_ffi}, and a
 C{Connection}'s C{_ssl}, C{_into_ssl} and C{_from_ssl}); where they are
