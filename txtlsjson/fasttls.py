@@ -34,7 +34,7 @@ it is there.  What it saves is measured in C{benchmarks/RESULTS.rst}.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Type
+from typing import Any, Dict, Optional, Tuple, Type
 
 from OpenSSL import SSL
 from twisted.internet.protocol import connectionDone
@@ -54,8 +54,8 @@ _lib: Any = getattr(SSL, "_lib", None)
 _ffi: Any = getattr(SSL, "_ffi", None)
 _AVAILABLE = _lib is not None and _ffi is not None and all(
     hasattr(_lib, name) for name in (
-        "SSL_read", "SSL_write", "SSL_get_error", "SSL_ERROR_WANT_READ", "BIO_read",
-        "BIO_write", "BIO_should_retry"))
+        "SSL_read", "SSL_write", "SSL_get_error", "SSL_ERROR_WANT_READ", "SSL_pending",
+        "BIO_read", "BIO_write", "BIO_should_retry", "BIO_get_mem_data"))
 
 if _AVAILABLE:
     # One buffer for every connection: whatever is read into it is copied
@@ -72,6 +72,11 @@ if _AVAILABLE:
     _BIO_read = _lib.BIO_read
     _BIO_write = _lib.BIO_write
     _BIO_should_retry = _lib.BIO_should_retry
+    _SSL_pending = _lib.SSL_pending
+    # How many bytes wait in a memory BIO (where they are, written to
+    # _dataPointer, is not used).
+    _BIO_get_mem_data = _lib.BIO_get_mem_data
+    _dataPointer = _ffi.new("char **")
 
 
 def _problemWaiting(context: SSL.Context) -> bool:
@@ -80,8 +85,13 @@ def _problemWaiting(context: SSL.Context) -> bool:
     verification, ALPN, OCSP) failed and waits to be raised by the next
     call, as pyOpenSSL raises it.
     """
-    for name in ("_verify_helper", "_alpn_select_helper", "_ocsp_helper"):
-        helper = getattr(context, name, None)
+    helpers: Tuple[Any, ...]
+    try:
+        helpers = (context._verify_helper, context._alpn_select_helper, context._ocsp_helper)
+    except AttributeError:  # another pyOpenSSL: look for what it has
+        helpers = tuple(getattr(context, name, None)
+                        for name in ("_verify_helper", "_alpn_select_helper", "_ocsp_helper"))
+    for helper in helpers:
         if helper is not None and getattr(helper, "_problems", None):
             return True
     return False
@@ -113,7 +123,7 @@ def _deliverDecrypted(tls: Any, state: Dict[str, Any]) -> None:
     @param tls: the TLS transport.
     @param state: its instance dictionary.
     """
-    ssl = state[_SSL]
+    ssl, intoSSL = state[_SSL], state[_INTO_SSL]
     while not state["_lostTLSConnection"]:
         read = _SSL_read(ssl, _buffer, _READ_SIZE)
         if read > 0:
@@ -121,6 +131,15 @@ def _deliverDecrypted(tls: Any, state: Dict[str, Any]) -> None:
             if not state["_aborted"]:
                 # What ProtocolWrapper.dataReceived does, without its call.
                 state["wrappedProtocol"].dataReceived(data)
+            if _SSL_pending(ssl) or _BIO_get_mem_data(intoSSL, _dataPointer):
+                continue
+            # Nothing left to decrypt (pyOpenSSL gives OpenSSL no way to
+            # read ahead of a record, so no ciphertext waits elsewhere):
+            # unless a problem waits to be raised, the read that would
+            # fail to say so, and its error code, are not made.
+            if state["_lostTLSConnection"] or not _problemWaiting(
+                    _attribute(state["_tlsConnection"], "_context")):
+                break
             continue
         if _SSL_get_error(ssl, read) == _WANT_READ and not _problemWaiting(
                 _attribute(state["_tlsConnection"], "_context")):
