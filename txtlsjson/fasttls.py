@@ -73,10 +73,11 @@ if _AVAILABLE:
     _BIO_write = _lib.BIO_write
     _BIO_should_retry = _lib.BIO_should_retry
     _SSL_pending = _lib.SSL_pending
-    # How many bytes wait in a memory BIO (where they are, written to
-    # _dataPointer, is not used).
+    # How many bytes wait in a memory BIO.  Asked with a null pointer for
+    # where they are: given one, OpenSSL first moves the waiting bytes to
+    # the front of its buffer.
     _BIO_get_mem_data = _lib.BIO_get_mem_data
-    _dataPointer = _ffi.new("char **")
+    _NULL = _ffi.NULL
 
 
 def _problemWaiting(context: SSL.Context) -> bool:
@@ -131,12 +132,13 @@ def _deliverDecrypted(tls: Any, state: Dict[str, Any]) -> None:
             if not state["_aborted"]:
                 # What ProtocolWrapper.dataReceived does, without its call.
                 state["wrappedProtocol"].dataReceived(data)
-            if _SSL_pending(ssl) or _BIO_get_mem_data(intoSSL, _dataPointer):
+            # After a full record more usually follows: read on.  After a
+            # shorter one, if nothing is left to decrypt (pyOpenSSL gives
+            # OpenSSL no way to read ahead of a record, so no ciphertext
+            # waits elsewhere) and no problem waits to be raised, the read
+            # that would fail to say so, and its error code, are not made.
+            if read >= _RECORD_SIZE or _SSL_pending(ssl) or _BIO_get_mem_data(intoSSL, _NULL):
                 continue
-            # Nothing left to decrypt (pyOpenSSL gives OpenSSL no way to
-            # read ahead of a record, so no ciphertext waits elsewhere):
-            # unless a problem waits to be raised, the read that would
-            # fail to say so, and its error code, are not made.
             if state["_lostTLSConnection"] or not _problemWaiting(
                     _attribute(state["_tlsConnection"], "_context")):
                 break
@@ -157,7 +159,9 @@ def _deliverDecrypted(tls: Any, state: Dict[str, Any]) -> None:
         else:  # an error that raises nothing: leave it to Twisted's code
             TLSMemoryBIOProtocol._flushReceiveBIO(tls)
             return
-    _sendEncrypted(tls, state)
+    if _BIO_get_mem_data(state[_FROM_SSL], _NULL):
+        # Usually nothing: a handshake message, an alert.
+        _sendEncrypted(tls, state)
 
 
 def _sendEncrypted(tls: Any, state: Dict[str, Any]) -> None:
