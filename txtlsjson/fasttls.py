@@ -80,12 +80,20 @@ if _AVAILABLE:
     _NULL = _ffi.NULL
 
 
-def _problemWaiting(context: SSL.Context) -> bool:
+#: Reads an attribute without the class's C{__getattr__}: the
+#: C{Connection}'s current C{Context} (a server may switch it during the
+#: handshake), read where it is needed rather than kept, so that the
+#: C{Connection}'s attributes stay where CPython keeps them compactly.
+_attribute = object.__getattribute__
+
+
+def _problemWaiting(connection: SSL.Connection) -> bool:
     """
-    Whether one of pyOpenSSL's callbacks on C{context} (certificate
-    verification, ALPN, OCSP) failed and waits to be raised by the next
-    call, as pyOpenSSL raises it.
+    Whether one of pyOpenSSL's callbacks on C{connection}'s current
+    C{Context} (certificate verification, ALPN, OCSP) failed and waits to
+    be raised by the next call, as pyOpenSSL raises it.
     """
+    context = _attribute(connection, "_context")
     helpers: Tuple[Any, ...]
     try:
         helpers = (context._verify_helper, context._alpn_select_helper, context._ocsp_helper)
@@ -108,13 +116,6 @@ _DEFAULTS = ("_handshakeDone", "_lostTLSConnection", "_aborted", "disconnecting"
 #: under these names while the connection lasts: its C{SSL} and C{BIO}
 #: pointers, which never change.
 _SSL, _INTO_SSL, _FROM_SSL = "_fastSSL", "_fastIntoSSL", "_fastFromSSL"
-
-#: Reads an attribute without the class's C{__getattr__}: the
-#: C{Connection}'s current C{Context} (a server may switch it during the
-#: handshake), read where it is needed rather than kept, so that the
-#: C{Connection}'s attributes stay where CPython keeps them compactly.
-_attribute = object.__getattribute__
-
 
 def _deliverDecrypted(tls: Any, state: Dict[str, Any]) -> None:
     """
@@ -139,12 +140,11 @@ def _deliverDecrypted(tls: Any, state: Dict[str, Any]) -> None:
             # that would fail to say so, and its error code, are not made.
             if read >= _RECORD_SIZE or _SSL_pending(ssl) or _BIO_get_mem_data(intoSSL, _NULL):
                 continue
-            if state["_lostTLSConnection"] or not _problemWaiting(
-                    _attribute(state["_tlsConnection"], "_context")):
+            if state["_lostTLSConnection"] or not _problemWaiting(state["_tlsConnection"]):
                 break
             continue
         if _SSL_get_error(ssl, read) == _WANT_READ and not _problemWaiting(
-                _attribute(state["_tlsConnection"], "_context")):
+                state["_tlsConnection"]):
             break
         try:
             state["_tlsConnection"]._raise_ssl_error(ssl, read)

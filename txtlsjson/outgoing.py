@@ -46,8 +46,6 @@ class _SendAtOnce:
 
     def __init__(self, transport: Any, above: Any) -> None:
         self._transport = transport
-        for name in _TCP_STATE:
-            setattr(transport, name, getattr(transport, name))
         # Someone else's write, if they replaced the class's; else the
         # class's own, called through the class (no bound method kept).
         write = transport.write
@@ -94,7 +92,7 @@ def sendAtOnce(transport: Any, above: Any = None) -> bool:
     try:
         transport.write, transport.writeSomeData
         for name in _TCP_STATE:
-            getattr(transport, name)
+            setattr(transport, name, getattr(transport, name))
     except AttributeError:
         return False
     transport.write = _SendAtOnce(transport, above)
