@@ -519,7 +519,10 @@ CONNECT: Dict[str, Callable[..., Any]] = {
 async def runMany(impl: str, port: int, ca: str, sizes: Dict[str, Any]) -> Dict[str, Any]:
     """
     Hold C{sizes["many"]} authenticated connections at once: server memory
-    per connection, connect+auth rate, and one request round across all.
+    per connection, connect+auth rate and the CPU each side spent per
+    connection made (C{serverCpu}, C{clientCpu}: microseconds; the rate is
+    the slower side's, the CPU figures each side's own), and one request
+    round across all.
     """
     import resource
 
@@ -530,6 +533,8 @@ async def runMany(impl: str, port: int, ca: str, sizes: Dict[str, Any]) -> Dict[
     await deferLater(reactor, 0.5, lambda: None)
     before = (await control.request({"op": "rss"}))["rss"]
     channels: List[Channel] = []
+    serverBefore = (await control.request({"op": "cpu"}))["cpu"]
+    clientBefore = time.process_time()
     start = time.perf_counter()
     pending = 0
     batch = 100  # connection attempts in flight at once
@@ -544,6 +549,8 @@ async def runMany(impl: str, port: int, ca: str, sizes: Dict[str, Any]) -> Dict[
             attempts, pending = [], 0
     await gatherResults(attempts)
     connectRate = n / (time.perf_counter() - start)
+    clientCpu = time.process_time() - clientBefore
+    serverCpu = (await control.request({"op": "cpu"}))["cpu"] - serverBefore
     await deferLater(reactor, 1.0, lambda: None)  # let the server settle
     after = (await control.request({"op": "rss"}))["rss"]
     start = time.perf_counter()
@@ -553,6 +560,7 @@ async def runMany(impl: str, port: int, ca: str, sizes: Dict[str, Any]) -> Dict[
     if [a["seq"] for a in answers] != list(range(n)):
         raise AssertionError("a request of the round was answered wrongly")
     return {"perConnection": (after - before) / n, "connectRate": connectRate,
+            "serverCpu": serverCpu / n * 1e6, "clientCpu": clientCpu / n * 1e6,
             "roundRate": roundRate, "unit": "bytes"}
 
 

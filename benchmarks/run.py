@@ -232,8 +232,12 @@ def table(results: Dict[Tuple[str, str], List[Dict[str, Any]]], impls: List[str]
         # (metric, label added to the description, unit, scale, higher is better)
         metrics: List[Tuple[str, str, Optional[str], float, bool]]
         if workload.startswith("many"):
+            # The connect rate is the slower side's; each side's CPU a
+            # connection says which, and what the other could take.
             metrics = [("perConnection", " (KiB/conn)", "KiB/conn", 1 / 1024, False),
                        ("connectRate", " (conn/s)", "conn/s", 1, True),
+                       ("serverCpu", ", server CPU a connection", "us/conn", 1, False),
+                       ("clientCpu", ", client CPU a connection", "us/conn", 1, False),
                        ("roundRate", " (req/s)", "req/s", 1, True)]
         elif workload.startswith("big"):
             metrics = [("value", "", None, 1, True),

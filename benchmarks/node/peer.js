@@ -272,8 +272,9 @@ async function client(args) {
 }
 
 // Hold sizes.many authenticated connections at once: the server's memory
-// per connection, the connect + TLS + password rate, and one request round
-// across all -- as runMany in benchmarks/peer.py does.
+// per connection, the connect + TLS + password rate and the CPU each side
+// spent per connection made, and one request round across all -- as runMany
+// in benchmarks/peer.py does.
 async function many(args) {
     const n = args.sizes.many
     const control = await connect(args, new Handler(args.sizes))
@@ -281,6 +282,8 @@ async function many(args) {
     const before = (await control.request({ op: 'rss' })).rss
     const channels = []
     const batch = 100
+    const serverBefore = (await control.request({ op: 'cpu' })).cpu
+    const clientBefore = cpuSeconds()
     let start = seconds()
     for (let made = 0; made < n; made += batch) {
         const attempts = []
@@ -290,6 +293,8 @@ async function many(args) {
         await Promise.all(attempts)
     }
     const connectRate = n / (seconds() - start)
+    const clientCpu = cpuSeconds() - clientBefore
+    const serverCpu = (await control.request({ op: 'cpu' })).cpu - serverBefore
     await new Promise((resolve) => setTimeout(resolve, 1000))
     const after = (await control.request({ op: 'rss' })).rss
     start = seconds()
@@ -298,7 +303,14 @@ async function many(args) {
     answers.forEach((answer, i) => {
         if (answer.seq !== i) throw new Error('a request of the round was answered wrongly')
     })
-    return { perConnection: (after - before) / n, connectRate, roundRate, unit: 'bytes' }
+    return {
+        perConnection: (after - before) / n,
+        connectRate,
+        serverCpu: serverCpu / n * 1e6,
+        clientCpu: clientCpu / n * 1e6,
+        roundRate,
+        unit: 'bytes',
+    }
 }
 
 const args = parseArguments(process.argv.slice(2))
