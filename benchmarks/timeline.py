@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -224,7 +225,9 @@ def serverRoundTrip() -> Dict[str, Any]:
         client = subprocess.run(
             peerCommand("node", "client", False,
                         ["--port", line.split()[1], "--ca", cert, "--workload", "rtt"]),
-            capture_output=True, cwd=REPOSITORY, text=True, timeout=600, check=True)
+            capture_output=True, cwd=REPOSITORY, text=True, timeout=600)
+        if client.returncode != 0:
+            raise RuntimeError(f"the Node client failed:\n{client.stdout}{client.stderr}")
         server.send_signal(signal.SIGINT)
         output, _ = server.communicate(timeout=60)
     finally:
@@ -260,6 +263,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(f"  {label:24s} round trip {figures['roundTrip']:6.1f}   send {figures['send']:6.1f}",
               flush=True)
 
+    if shutil.which("node") is None:
+        sys.exit("Node.js (node) is not on the PATH: the server's phases are timed "
+                 "under the Node client, benchmarks/node/peer.js")
     print("A txtlsjson server's round trip under the Node client (rtt; medians, us):", flush=True)
     measured = serverRoundTrip()
     phases = measured["phases"]
