@@ -141,8 +141,11 @@ def _parser() -> argparse.ArgumentParser:
                             "and 127.0.0.1 and ::1 for localhost)")
     certs.add_argument("--out", default=".", metavar="DIR", help="directory (default: .)")
     certs.add_argument("--name", help="file name stem (default: the CN)")
-    certs.add_argument("--key-type", choices=["rsa", "ecdsa"], default="rsa",
-                       help="RSA 2048 or ECDSA P-256 (default: rsa)")
+    # No default here: certs.DEFAULT_KEY_TYPE, read when the command runs
+    # (cryptography is not imported for the other commands).
+    certs.add_argument("--key-type", choices=["ecdsa", "rsa"],
+                       help="ECDSA P-256 (the default) or RSA 2048, for peers that cannot "
+                            "use ECDSA")
     certs.add_argument("--days", type=_days, default=3650, metavar="DAYS",
                        help="validity (default: 3650)")
     certs.add_argument("--force", action="store_true", help="overwrite existing files")
@@ -188,13 +191,14 @@ def _messages(argument: str, stdin: TextIO) -> Any:
 
 
 def _writeCertificates(args: argparse.Namespace, out: TextIO) -> int:
-    from txtlsjson.certs import makeCertificate, writeKeyPair
+    from txtlsjson.certs import DEFAULT_KEY_TYPE, makeCertificate, writeKeyPair
 
     names = args.san
     if names is None:
         names = [args.cn] + (["127.0.0.1", "::1"] if args.cn == "localhost" else [])
     try:
-        key, certificate = makeCertificate(args.cn, names, keyType=args.key_type, days=args.days)
+        key, certificate = makeCertificate(args.cn, names, days=args.days,
+                                           keyType=args.key_type or DEFAULT_KEY_TYPE)
         keyPath, certPath = writeKeyPair(args.out, args.name or args.cn, key, certificate,
                                          force=args.force)
     except (FileExistsError, OSError, ValueError) as e:
