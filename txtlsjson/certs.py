@@ -64,10 +64,10 @@ def makeCertificate(
     Make a key and a SHA-256 certificate for it.
 
     @param commonName: the subject CN.
-    @param keyType: as L{generateKey}'s.
     @param subjectAltNames: DNS names and IP addresses; by default
         C{[commonName]}.  An empty sequence makes a certificate with no
         subjectAltName (which verifying clients refuse; for tests).
+    @param keyType: as L{generateKey}'s.
     @param issuer: the CA certificate and key that sign it; self-signed by
         default.
     @param isCA: make a CA certificate.
