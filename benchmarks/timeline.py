@@ -7,7 +7,9 @@ Two measurements:
     socket ping-pong (no TLS, no Twisted, no JSON), with the processes on
     two CPUs and then on one.  Where waking a process on the other CPU is
     dear (a virtual machine whose idle CPUs halt), it is most of a round
-    trip, and both implementations pay it twice a round trip;
+    trip, and both implementations pay it twice a round trip.  (On one
+    CPU the woken process may run before C{send} returns, so there only
+    the round trip means anything);
   - a txtlsjson server's round trip under the Node client's C{rtt}
     workload, phase by phase: from epoll's return to the read (the
     reactor's dispatch), the read, from the read to the request handler
@@ -94,13 +96,18 @@ def pingPong(cpus: Optional[Tuple[int, int]], n: int = 20_000) -> Dict[str, floa
     try:
         if cpus is not None:
             os.sched_setaffinity(0, {cpus[0]})
+        # Bounded: a child that died (or never connected) ends the
+        # measurement with an error, not a hang.
+        listener.settimeout(30)
         connection, _ = listener.accept()
+        connection.settimeout(30)
         connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         clock = time.perf_counter_ns
         sends = []
         start = clock()
         for _ in range(n):
-            connection.recv(1000)
+            if not connection.recv(1000):
+                raise RuntimeError("the ping-pong child closed its connection early")
             sent = clock()
             connection.sendall(b"y" * 100)
             sends.append(clock() - sent)
