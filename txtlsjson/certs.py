@@ -2,7 +2,8 @@
 Development certificates, made with C{cryptography} (no openssl shell-out).
 
 Equivalent to the tls-json README's openssl commands, except that the
-subjectAltName is always set: hostname verification needs it.
+subjectAltName is always set (hostname verification needs it) and the key
+is ECDSA P-256 unless RSA 2048 is asked for (L{DEFAULT_KEY_TYPE}).
 """
 
 from __future__ import annotations
