@@ -117,6 +117,7 @@ _DEFAULTS = ("_handshakeDone", "_lostTLSConnection", "_aborted", "disconnecting"
 #: pointers, which never change.
 _SSL, _INTO_SSL, _FROM_SSL = "_fastSSL", "_fastIntoSSL", "_fastFromSSL"
 
+
 def _deliverDecrypted(tls: Any, state: Dict[str, Any]) -> None:
     """
     Deliver every decrypted byte OpenSSL has, then send whatever reading
