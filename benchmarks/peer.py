@@ -1,6 +1,6 @@
 """
 One side of a benchmark run: a server or a client process speaking one of
-four implementations over TLS on 127.0.0.1, running one workload.
+one of these implementations over TLS on 127.0.0.1, running one workload.
 
   - C{txtlsjson}: this package's tls-json-style Server and Client;
   - C{amp}: Twisted's AMP over TLS, with typed commands;
@@ -9,7 +9,11 @@ four implementations over TLS on 127.0.0.1, running one workload.
     the same line splitter and JSON codec as txtlsjson;
   - C{bytes}, for the big workloads only: the floor beneath them -- a
     request's string sent as its UTF-8 bytes on one line, paced and split
-    as txtlsjson does it, with no JSON at all.
+    as txtlsjson does it, with no JSON at all;
+  - C{floor}: the tls-json wire and nothing else, on txtlsjson's TLS path
+    and codec: a peer of the Node client and server (C{run.py
+    --against-node --impls floor/node,node/floor}) showing the least a
+    Twisted implementation of the wire costs.
 
 C{benchmarks/run.py} starts these processes; they are not meant to be run
 by hand, but can be:
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hmac
 import json
 import os
 import sys
@@ -45,8 +50,9 @@ from twisted.protocols import amp
 
 from benchmarks.workloads import FULL, QUICK
 from txtlsjson.codec import decodeLine, encodeLine
+from txtlsjson.fasttls import encrypt, fastState, fastTLS
 from txtlsjson.framing import LineBuffer
-from txtlsjson.outgoing import OutgoingLines
+from txtlsjson.outgoing import OutgoingLines, sendAtOnce
 
 PASSWORD = "benchmark-password"
 
@@ -335,9 +341,12 @@ def _tlsOptions(cert: str, key: str) -> Any:
     return serverTLSOptions(cert, key)
 
 
-def _serve(peerClass: type, port: int, cert: str, key: str, handler: Handler) -> int:
+def listen(peerClass: type, port: int, cert: str, key: str, handler: Handler) -> Any:
     """
-    Listen with TLS for C{peerClass} protocols that all use C{handler}.
+    Listen with TLS on 127.0.0.1 for C{peerClass} protocols that all use
+    C{handler}.
+
+    @return: the listening port.
     """
     factory = Factory.forProtocol(peerClass)
     original = factory.buildProtocol
@@ -348,8 +357,15 @@ def _serve(peerClass: type, port: int, cert: str, key: str, handler: Handler) ->
         return peer
 
     factory.buildProtocol = build  # type: ignore[method-assign]
-    return reactor.listenSSL(port, factory, _tlsOptions(cert, key),  # type: ignore[attr-defined,no-any-return]
-                             backlog=BACKLOG, interface="127.0.0.1").getHost().port
+    return reactor.listenSSL(port, factory, _tlsOptions(cert, key),  # type: ignore[attr-defined]
+                             backlog=BACKLOG, interface="127.0.0.1")
+
+
+def _serve(peerClass: type, port: int, cert: str, key: str, handler: Handler) -> int:
+    """
+    L{listen}, for the peer process: the port's number.
+    """
+    return listen(peerClass, port, cert, key, handler).getHost().port  # type: ignore[no-any-return]
 
 
 def serveAMP(port: int, cert: str, key: str, handler: Handler) -> int:
@@ -500,6 +516,123 @@ async def connectBytes(port: int, ca: str, handler: Handler) -> Channel:
     return peer
 
 
+# -- floor: the tls-json wire and nothing else --------------------------------
+
+class FloorPeer(Protocol, Channel):
+    """
+    The tls-json wire over Twisted's TLS with nothing else: the least any
+    Twisted peer of the Node client and server does, and so the floor
+    beneath txtlsjson on this platform.
+
+    The password line is checked and answered (or, connecting, sent and its
+    answer awaited); then each line is decoded with txtlsjson's codec, a
+    request answered by the handler at once, a response matched to its
+    request by id, and the answers to one read encrypted and sent together
+    at once, on txtlsjson's cheap TLS path (L{fastTLS}, L{sendAtOnce}).  No
+    events, no timeouts, no keepalive, no backpressure, no checks of ids or
+    reserved keys, no line limit but the benchmark's: what txtlsjson costs
+    beyond it is what its own layers cost.
+    """
+
+    handler: Handler
+    #: Connecting: fires once the server has accepted the password.
+    accepted: Optional[Deferred[None]] = None
+
+    def connectionMade(self) -> None:
+        _noDelay(self)
+        tls: Any = self.transport
+        self._tls = tls
+        fastTLS(tls)
+        sendAtOnce(tls.transport, tls)
+        self._state = fastState(tls)
+        self._lines = LineBuffer()
+        self._authenticated = False
+        self._pending: Dict[int, Deferred[Dict[str, Any]]] = {}
+        self._nextId = 1
+        if self.accepted is not None:
+            tls.write(encodeLine({"password": PASSWORD}))
+
+    def dataReceived(self, data: bytes) -> None:
+        answers = []
+        for line in self._lines.feed(data, 64 * 1024 * 1024):
+            if not line:
+                continue
+            message = decodeLine(line)
+            if not self._authenticated:
+                self._authenticated = True
+                self._firstLine(message)
+                continue
+            requestId = message.pop("requestId", None)
+            if requestId:
+                result = self.handler.request(self, message)
+                if type(result) is dict:
+                    result["responseId"] = requestId
+                    answers.append(encodeLine(result))
+                else:
+                    result.addCallback(self._respond, requestId)
+                continue
+            responseId = message.pop("responseId", None)
+            if responseId:
+                self._pending.pop(responseId).callback(message)
+            elif "__ping" in message:
+                answers.append(encodeLine({"__pong": message["__ping"]}))
+            elif "__pong" not in message:
+                self.handler.message(message)
+        if answers:
+            data = b"".join(answers)
+            if self._state is None:
+                self._tls.write(data)
+            else:
+                # What was written before (a late answer) first, then these.
+                self._tls._aggregator.flush()
+                encrypt(self._tls, self._state, data)
+
+    def _firstLine(self, message: Dict[str, Any]) -> None:
+        """
+        The password step: as a server, check the password and answer; as
+        a client, the server's answer.
+        """
+        if self.accepted is not None:
+            if message.get("authenticated") is True:
+                self.accepted.callback(None)
+            else:
+                self.accepted.errback(ValueError(f"refused: {message}"))
+            return
+        if hmac.compare_digest(str(message.get("password", "")).encode(), PASSWORD.encode()):
+            self._tls.write(encodeLine({"authenticated": True}))
+        else:
+            self._tls.write(encodeLine({"error": "incorrect password"}))
+            self._tls.loseConnection()
+
+    def _respond(self, result: Dict[str, Any], requestId: int) -> None:
+        result["responseId"] = requestId
+        self._tls.write(encodeLine(result))
+
+    def send(self, message: Dict[str, Any]) -> None:
+        self._tls.write(encodeLine(message))
+
+    def request(self, request: Dict[str, Any]) -> "Deferred[Dict[str, Any]]":
+        ident = self._nextId
+        self._nextId += 1
+        d: Deferred[Dict[str, Any]] = Deferred()
+        self._pending[ident] = d
+        self._tls.write(encodeLine({**request, "requestId": ident}))
+        return d
+
+
+def serveFloor(port: int, cert: str, key: str, handler: Handler) -> int:
+    return _serve(FloorPeer, port, cert, key, handler)
+
+
+async def connectFloor(port: int, ca: str, handler: Handler) -> Channel:
+    peer = FloorPeer()
+    peer.handler = handler
+    peer.accepted = Deferred()
+    await _connectTLS(port, ca, peer)
+    await peer.accepted
+    return peer
+
+
 def serveMetered(port: int, cert: str, key: str, handler: Handler) -> int:
     return serveTxtlsjson(port, cert, key, handler, metered=True)
 
@@ -508,10 +641,10 @@ def serveMetered(port: int, cert: str, key: str, handler: Handler) -> int:
 #: metrics cost), with the txtlsjson client.
 SERVE: Dict[str, Callable[..., int]] = {
     "txtlsjson": serveTxtlsjson, "amp": serveAMP, "bare": serveBare, "bytes": serveBytes,
-    "metered": serveMetered}
+    "floor": serveFloor, "metered": serveMetered}
 CONNECT: Dict[str, Callable[..., Any]] = {
     "txtlsjson": connectTxtlsjson, "amp": connectAMP, "bare": connectBare,
-    "bytes": connectBytes, "metered": connectTxtlsjson}
+    "bytes": connectBytes, "floor": connectFloor, "metered": connectTxtlsjson}
 
 
 # -- many ----------------------------------------------------------------------
