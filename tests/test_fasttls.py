@@ -42,6 +42,21 @@ def recordLoss(protocol: Any) -> List[Failure]:
     return reasons
 
 
+def recordWrites(transport: Any) -> List[bytes]:
+    """
+    What is written to C{transport}, a write at a time, as it is.
+    """
+    writes: List[bytes] = []
+    original = transport.write
+
+    def write(data: bytes) -> None:
+        writes.append(data)
+        original(data)
+
+    transport.write = write
+    return writes
+
+
 def test_connectionsTakeTheFastPath(pki: PKI) -> None:
     """
     Both ends of a txtlsjson connection over Twisted's TLS take the cheap
@@ -113,14 +128,7 @@ def test_allEncryptedBytesWrittenTogether(pki: PKI) -> None:
     received: List[Any] = []
     server.messageReceived = received.append
     tls = client.transport
-    writes: List[bytes] = []
-    original = tls.transport.write
-
-    def write(data: bytes) -> None:
-        writes.append(data)
-        original(data)
-
-    tls.transport.write = write
+    writes = recordWrites(tls.transport)
     line = b'{"pad":"' + b"p" * 16_000 + b'"}\n'
     for _ in range(3):
         tls._tlsConnection.send(line)  # encrypted, not yet flushed
@@ -128,6 +136,34 @@ def test_allEncryptedBytesWrittenTogether(pki: PKI) -> None:
     assert len(writes) == 1 and len(writes[0]) > 3 * 16_000
     pump.flush()
     assert [len(message["pad"]) for message in received] == [16_000] * 3
+
+
+def test_recordsOfOneReadDeliveredTogether(pki: PKI) -> None:
+    """
+    The records one read brings -- here three requests, each written in a
+    turn of its own, so a record each -- are decrypted and delivered to the
+    protocol in one call, and the answers to all of them go to the
+    transport beneath in one write.
+    """
+    clock, pump, client, server = inMemoryOverTLS(pki)
+    answers: List[Any] = []
+    for n in range(3):
+        client.request({"n": n}).addCallback(answers.append)
+        clock.advance(0)
+    delivered: List[bytes] = []
+    original = server.dataReceived
+
+    def dataReceived(data: bytes) -> None:
+        delivered.append(data)
+        original(data)
+
+    server.dataReceived = dataReceived
+    writes = recordWrites(server.transport.transport)
+    pump.server.dataReceived(pump.clientIO.getOutBuffer())
+    assert len(delivered) == 1 and delivered[0].count(b"\n") == 3
+    assert len(writes) == 1
+    pump.flush()
+    assert answers == [{"answer": 0}, {"answer": 1}, {"answer": 2}]
 
 
 def test_peerClosesTLS(pki: PKI) -> None:

@@ -17,6 +17,11 @@ OpenSSL asking for more bytes; everything else (the handshake, a
 renegotiation, a close, an error) goes to Twisted's and pyOpenSSL's own
 code, which raise and handle exactly as before.
 
+One thing it does otherwise than Twisted, for a peer that sends many
+small messages: the records one read brings are delivered to the protocol
+together, not one call a record, so that what it answers to all of them
+can go out as one write (C{benchmarks/RESULTS.rst}).
+
 The common path also keeps clear of attribute reads through
 C{__getattr__}: Twisted's TLS transport and pyOpenSSL's C{Connection} both
 have one, which makes CPython look up every attribute of their instances
@@ -34,7 +39,7 @@ it is there.  What it saves is measured in C{benchmarks/RESULTS.rst}.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple, Type
+from typing import Any, Dict, List, Optional, Tuple, Type
 
 from OpenSSL import SSL
 from twisted.internet.protocol import connectionDone
@@ -120,20 +125,31 @@ _SSL, _INTO_SSL, _FROM_SSL = "_fastSSL", "_fastIntoSSL", "_fastFromSSL"
 
 def _deliverDecrypted(tls: Any, state: Dict[str, Any]) -> None:
     """
-    Deliver every decrypted byte OpenSSL has, then send whatever reading
-    made it write (a handshake message, an alert).
+    Deliver every decrypted byte OpenSSL has, in one call, then send
+    whatever reading made it write (a handshake message, an alert).
+
+    Every record a read brought is decrypted first and the protocol given
+    them together, where Twisted's own code delivers one record at a time:
+    then what the protocol answers to all of them goes out as one write,
+    not one per record (a peer writing many small messages sends many
+    records, which a read of 64 KiB may hold dozens of).
 
     @param tls: the TLS transport.
     @param state: its instance dictionary.
     """
     ssl, intoSSL = state[_SSL], state[_INTO_SSL]
+    received = b""
+    # The records after the first, if more than one came.
+    pieces: Optional[List[bytes]] = None
     while not state["_lostTLSConnection"]:
         read = _SSL_read(ssl, _buffer, _READ_SIZE)
         if read > 0:
-            data = _copyOut(_buffer, read)
-            if not state["_aborted"]:
-                # What ProtocolWrapper.dataReceived does, without its call.
-                state["wrappedProtocol"].dataReceived(data)
+            if not received:
+                received = _copyOut(_buffer, read)
+            elif pieces is None:
+                pieces = [received, _copyOut(_buffer, read)]
+            else:
+                pieces.append(_copyOut(_buffer, read))
             # After a full record more usually follows: read on.  After a
             # shorter one, if nothing is left to decrypt (pyOpenSSL gives
             # OpenSSL no way to read ahead of a record, so no ciphertext
@@ -147,6 +163,10 @@ def _deliverDecrypted(tls: Any, state: Dict[str, Any]) -> None:
         if _SSL_get_error(ssl, read) == _WANT_READ and not _problemWaiting(
                 state["_tlsConnection"]):
             break
+        # What came before the close or the error first, as Twisted would.
+        if received:
+            _deliver(state, received, pieces)
+            received, pieces = b"", None
         try:
             state["_tlsConnection"]._raise_ssl_error(ssl, read)
         except SSL.WantReadError:
@@ -160,9 +180,21 @@ def _deliverDecrypted(tls: Any, state: Dict[str, Any]) -> None:
         else:  # an error that raises nothing: leave it to Twisted's code
             TLSMemoryBIOProtocol._flushReceiveBIO(tls)
             return
+    if received:
+        _deliver(state, received, pieces)
     if _BIO_get_mem_data(state[_FROM_SSL], _NULL):
         # Usually nothing: a handshake message, an alert.
         _sendEncrypted(tls, state)
+
+
+def _deliver(state: Dict[str, Any], received: bytes, pieces: Optional[List[bytes]]) -> None:
+    """
+    Hand decrypted bytes to the protocol, unless the connection is being
+    aborted: C{received} if it is all, else C{pieces} joined.
+    """
+    if not state["_aborted"]:
+        # What ProtocolWrapper.dataReceived does, without its call.
+        state["wrappedProtocol"].dataReceived(received if pieces is None else b"".join(pieces))
 
 
 def _sendEncrypted(tls: Any, state: Dict[str, Any]) -> None:
