@@ -166,6 +166,27 @@ def test_recordsOfOneReadDeliveredTogether(pki: PKI) -> None:
     assert answers == [{"answer": 0}, {"answer": 1}, {"answer": 2}]
 
 
+@pytest.mark.parametrize("size, expectedWrites", [
+    (16_384, 1), (40_000, 1), (65_536, 1), (65_537, 2), (200_000, 4)])
+def test_longWriteInFewWrites(pki: PKI, size: int, expectedWrites: int) -> None:
+    """
+    A write longer than a record is encrypted a record at a time, and the
+    records of each 64 KiB written on together: one write beneath, not one a
+    record.  It arrives whole.
+    """
+    clock, pump, client, server = inMemoryOverTLS(pki)
+    received: List[Any] = []
+    server.messageReceived = received.append
+    writes = recordWrites(client.transport.transport)
+    line = b'{"pad":"' + b"p" * (size - 11) + b'"}\n'
+    assert len(line) == size
+    client.transport.write(line)
+    clock.advance(0)
+    assert len(writes) == expectedWrites
+    pump.flush()
+    assert [len(message["pad"]) for message in received] == [size - 11]
+
+
 def test_peerClosesTLS(pki: PKI) -> None:
     """
     The peer's TLS close (close_notify) read on the cheap path ends the
