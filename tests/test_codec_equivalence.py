@@ -113,6 +113,7 @@ def test_encodingIdentical() -> None:
         value = {"v": randomValue(rng)}
         standard = outcome(codec._encodeStandard, value)
         fast = outcome(FAST, value)  # type: ignore[arg-type]
+        assertMessageEncodedAlike(value)
         if involvesKnownDifference(value) and standard[0] == "error":
             differences += 1
             continue
@@ -123,6 +124,15 @@ def test_encodingIdentical() -> None:
             notations += 1
         compared += 1
     assert compared > 15000 and differences > 0 and notations > 0
+
+
+def assertMessageEncodedAlike(value: Any) -> None:
+    """
+    L{codec.encodeMessageLine}, which repeats the fast encoder's work
+    rather than calling it, gives what the encoder in use gives C{value}:
+    the same bytes, or the same error.
+    """
+    assert outcome(codec.encodeMessageLine, value) == outcome(codec._encodeAny, value), value
 
 
 def digits(data: bytes) -> List[bytes]:
@@ -155,6 +165,7 @@ def test_bigMessagesIdentical(value: Any) -> None:
     standard = outcome(codec._encodeStandard, value)
     fast = outcome(FAST, value)  # type: ignore[arg-type]
     assert fast == standard
+    assertMessageEncodedAlike(value)
     if standard[0] == "ok":
         line = standard[1][:-1]
         for decoder in DECODERS:
