@@ -1,5 +1,6 @@
 """
-Shared fixtures: a small PKI generated for the test run.
+Shared fixtures: a small PKI generated for the test run, and the log events
+a test emits.
 """
 
 from __future__ import annotations
@@ -7,9 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from typing import Iterator
+from typing import Iterator, List
 
 import pytest
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+from zope.interface import provider
 
 from txtlsjson.certs import certificatePEM, makeCertificate, writeKeyPair
 
@@ -80,3 +83,19 @@ def noProcessLeftBehind() -> Iterator[None]:
     """
     yield
     killLeftovers()
+
+
+@pytest.fixture
+def logged() -> Iterator[List[LogEvent]]:
+    """
+    The log events emitted during the test.
+    """
+    events: List[LogEvent] = []
+
+    @provider(ILogObserver)
+    def observer(event: LogEvent) -> None:
+        events.append(event)
+
+    globalLogPublisher.addObserver(observer)
+    yield events
+    globalLogPublisher.removeObserver(observer)

@@ -7,13 +7,12 @@ with a L{Clock}.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, List, Tuple
+from typing import Any, Callable, List, Tuple
 
 import pytest
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
-from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
-from zope.interface import provider
+from twisted.logger import LogEvent
 
 from txtlsjson import Server
 from txtlsjson.answers import Responder
@@ -73,22 +72,6 @@ def byHandler(answer: Callable[[Any], Any]) -> Tuple[Any, RecordingTransport, Li
 
 ANSWERERS = [pytest.param(byHook, id="hook"), pytest.param(byResSend, id="res.send"),
              pytest.param(byHandler, id="handler")]
-
-
-@pytest.fixture
-def logged() -> Iterator[List[LogEvent]]:
-    """
-    The log events emitted during the test.
-    """
-    events: List[LogEvent] = []
-
-    @provider(ILogObserver)
-    def observer(event: LogEvent) -> None:
-        events.append(event)
-
-    globalLogPublisher.addObserver(observer)
-    yield events
-    globalLogPublisher.removeObserver(observer)
 
 
 @pytest.mark.parametrize("answerer", ANSWERERS)

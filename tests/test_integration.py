@@ -11,6 +11,7 @@ from typing import Any, List, cast
 import pytest
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.logger import LogEvent
 
 from txtlsjson import (
     AuthenticationFailed,
@@ -110,6 +111,29 @@ async def test_eventsBothWays(server: Server, pki: PKI) -> None:
     assert await closed == (connectionId,)
     assert serverEvents.names() == ["authenticated", "message", "request", "close"]
     assert clientEvents.names() == ["authenticated", "message", "request", "close"]
+
+
+@inReactor
+async def test_requestHandlerErrorsIsolated(server: Server, pki: PKI,
+                                           logged: List[LogEvent]) -> None:
+    """
+    On either side, a C{request} handler that raises is logged, and the
+    handlers after it still run: one of them answers.
+    """
+    await server.listen(0, "127.0.0.1")
+    server.on("request", lambda i, request, res: 1 / 0)
+    server.on("request", lambda i, request, res: res.send({"from": "server"}))
+    client = makeClient(server, pki)
+    client.on("request", lambda request, res: 1 / 0)
+    client.on("request", lambda request, res: res.send({"from": "client"}))
+    authenticated = nextEvent(server, "authenticated")
+    await client.connect()
+    [connectionId, _] = await authenticated
+    assert await client.request({}) == {"from": "server"}
+    assert await server.request(connectionId, {}) == {"from": "client"}
+    await client.disconnect()
+    failures = [event["log_failure"] for event in logged if "log_failure" in event]
+    assert [failure.check(ZeroDivisionError) for failure in failures] == [ZeroDivisionError] * 2
 
 
 @inReactor

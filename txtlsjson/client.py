@@ -70,7 +70,13 @@ class _ClientProtocol(TLSJSONClientProtocol):
 
     def requestReceived(self, request: JSONObject) -> Any:
         res = Responder()
-        self.factory.owner.emit("request", request, res)
+        # emit("request", ...), inlined, as messageReceived does.
+        owner = self.factory.owner
+        for handler in owner._handlers.get("request", ()):
+            try:
+                handler(request, res)
+            except Exception:
+                owner._handlerRaised("request", handler)
         return res.result()
 
     def errorReceived(self, error: TLSJSONError) -> None:

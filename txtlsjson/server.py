@@ -68,7 +68,13 @@ class _ServerProtocol(TLSJSONServerProtocol):
 
     def requestReceived(self, request: JSONObject) -> Any:
         res = Responder()
-        self.factory.server.emit("request", self.connectionId, request, res)
+        # emit("request", ...), inlined, as messageReceived does.
+        server = self.factory.server
+        for handler in server._handlers.get("request", ()):
+            try:
+                handler(self.connectionId, request, res)
+            except Exception:
+                server._handlerRaised("request", handler)
         return res.result()
 
     def errorReceived(self, error: TLSJSONError) -> None:
