@@ -138,11 +138,11 @@ def test_allEncryptedBytesWrittenTogether(pki: PKI) -> None:
     assert [len(message["pad"]) for message in received] == [16_000] * 3
 
 
-def test_recordsOfOneReadDeliveredTogether(pki: PKI) -> None:
+def test_answersToOneReadSentTogether(pki: PKI) -> None:
     """
     The records one read brings -- here three requests, each written in a
-    turn of its own, so a record each -- are decrypted and delivered to the
-    protocol in one call, and the answers to all of them go to the
+    turn of its own, so a record each -- are delivered a record at a time,
+    as Twisted delivers them, and the answers to all of them go to the
     transport beneath in one write.
     """
     clock, pump, client, server = inMemoryOverTLS(pki)
@@ -160,10 +160,30 @@ def test_recordsOfOneReadDeliveredTogether(pki: PKI) -> None:
     server.dataReceived = dataReceived
     writes = recordWrites(server.transport.transport)
     pump.server.dataReceived(pump.clientIO.getOutBuffer())
-    assert len(delivered) == 1 and delivered[0].count(b"\n") == 3
+    assert [data.count(b"\n") for data in delivered] == [1, 1, 1]
     assert len(writes) == 1
     pump.flush()
     assert answers == [{"answer": 0}, {"answer": 1}, {"answer": 2}]
+
+
+def test_answersHeldNoLongerThanAFullWrite(pki: PKI) -> None:
+    """
+    What is held to be sent at the end of a read is sent as soon as it
+    makes 64 KiB: ten answers of 15 KB to one read go out in two writes,
+    none over 64 KiB and a record, and all arrive.
+    """
+    clock, pump, client, server = inMemoryOverTLS(pki)
+    server.requestReceived = lambda request: {"pad": "p" * 15_000}
+    answers: List[Any] = []
+    for n in range(10):
+        client.request({"n": n}).addCallback(answers.append)
+        clock.advance(0)
+    writes = recordWrites(server.transport.transport)
+    pump.server.dataReceived(pump.clientIO.getOutBuffer())
+    assert len(writes) == 2
+    assert all(len(data) < 80 * 1024 for data in writes)
+    pump.flush()
+    assert len(answers) == 10
 
 
 @pytest.mark.parametrize("size, expectedWrites", [
@@ -198,6 +218,44 @@ def test_peerClosesTLS(pki: PKI) -> None:
     pump.flush()
     [reason] = serverLost
     assert reason.check(ConnectionDone)
+
+
+def test_dataBeforeCloseInOneRead(pki: PKI) -> None:
+    """
+    Messages and the peer's TLS close arriving in one read: the messages
+    are delivered, then the connection ends cleanly.
+    """
+    clock, pump, client, server = inMemoryOverTLS(pki)
+    received: List[Any] = []
+    server.messageReceived = received.append
+    serverLost = recordLoss(server)
+    for n in range(3):
+        client.send({"n": n})
+        clock.advance(0)
+    client.transport.loseConnection()
+    pump.server.dataReceived(pump.clientIO.getOutBuffer())
+    assert [message["n"] for message in received] == [0, 1, 2]
+    pump.flush()
+    [reason] = serverLost
+    assert reason.check(ConnectionDone)
+
+
+def test_dataBeforeCorruptRecordInOneRead(pki: PKI) -> None:
+    """
+    A request and a corrupt record after it in one read: the request is
+    delivered and its answer sent before the connection ends with
+    OpenSSL's error, as had they come in two reads.
+    """
+    clock, pump, client, server = inMemoryOverTLS(pki)
+    answers: List[Any] = []
+    client.request({"n": 1}).addBoth(answers.append)
+    clock.advance(0)
+    serverLost = recordLoss(server)
+    pump.server.dataReceived(pump.clientIO.getOutBuffer() + b"\x17\x03\x03\x00\x30" + b"\x01" * 0x30)
+    pump.flush()
+    [reason] = serverLost
+    assert reason.check(SSL.Error)
+    assert answers == [{"answer": 1}]
 
 
 def test_corruptRecord(pki: PKI) -> None:

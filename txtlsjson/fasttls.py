@@ -18,11 +18,12 @@ renegotiation, a close, an error) goes to Twisted's and pyOpenSSL's own
 code, which raise and handle exactly as before.
 
 Two things it does otherwise than Twisted, both for a peer that sends
-many small messages: the records one read brings are delivered to the
-protocol together, not one call a record, so that what it answers to all
-of them can go out as one write; and a write longer than a record has its
-records written on together, up to 64 KiB at once, not one write a record.
-Fewer, fuller writes cost both ends less (C{benchmarks/RESULTS.rst}).
+many small messages: what the protocol writes while the records of one
+read are delivered (a record at a time, as Twisted does) is encrypted at
+once but sent together when they all are, not one write a record; and a
+write longer than a record has its records sent together, up to 64 KiB
+at once.  Fewer, fuller writes cost both ends less
+(C{benchmarks/RESULTS.rst}).
 
 The common path also keeps clear of attribute reads through
 C{__getattr__}: Twisted's TLS transport and pyOpenSSL's C{Connection} both
@@ -41,7 +42,7 @@ it is there.  What it saves is measured in C{benchmarks/RESULTS.rst}.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple, Type
+from typing import Any, Dict, Optional, Tuple, Type
 
 from OpenSSL import SSL
 from twisted.internet.protocol import connectionDone
@@ -129,79 +130,76 @@ _DEFAULTS = ("_handshakeDone", "_lostTLSConnection", "_aborted", "disconnecting"
 #: pointers, which never change.
 _SSL, _INTO_SSL, _FROM_SSL = "_fastSSL", "_fastIntoSSL", "_fastFromSSL"
 
+#: Whether what is encrypted is held in OpenSSL's buffer, to be sent with
+#: the answers to the records of the read being delivered that are still
+#: to come (L{_deliverDecrypted}); and how many bytes of plaintext it holds.
+_HOLDING, _HELD = "_fastHolding", "_fastHeld"
+
 
 def _deliverDecrypted(tls: Any, state: Dict[str, Any]) -> None:
     """
-    Deliver every decrypted byte OpenSSL has, in one call, then send
-    whatever reading made it write (a handshake message, an alert).
+    Deliver every decrypted byte OpenSSL has, a record at a time as
+    Twisted does; then send what reading made OpenSSL write (a handshake
+    message, an alert).
 
-    Every record a read brought is decrypted first and the protocol given
-    them together, where Twisted's own code delivers one record at a time:
-    then what the protocol answers to all of them goes out as one write,
-    not one per record (a peer writing many small messages sends many
-    records, which a read of 64 KiB may hold dozens of).
+    While more records wait to be read, what the protocol writes is
+    encrypted at once, as Twisted does it, but held in OpenSSL's buffer
+    (see L{encrypt}), and goes out with what it writes for the last: a
+    peer that writes many small messages sends many records, which a read
+    of 64 KiB may hold dozens of, and their answers then cost one write,
+    not one a record.
 
     @param tls: the TLS transport.
     @param state: its instance dictionary.
     """
     ssl, intoSSL = state[_SSL], state[_INTO_SSL]
-    received = b""
-    # The records after the first, if more than one came.
-    pieces: Optional[List[bytes]] = None
-    while not state["_lostTLSConnection"]:
-        read = _SSL_read(ssl, _buffer, _READ_SIZE)
-        if read > 0:
-            if not received:
-                received = _copyOut(_buffer, read)
-            elif pieces is None:
-                pieces = [received, _copyOut(_buffer, read)]
-            else:
-                pieces.append(_copyOut(_buffer, read))
-            # After a full record more usually follows: read on.  After a
-            # shorter one, if nothing is left to decrypt (pyOpenSSL gives
-            # OpenSSL no way to read ahead of a record, so no ciphertext
-            # waits elsewhere) and no problem waits to be raised, the read
-            # that would fail to say so, and its error code, are not made.
-            if read >= _RECORD_SIZE or _SSL_pending(ssl) or _BIO_get_mem_data(intoSSL, _NULL):
+    try:
+        while not state["_lostTLSConnection"]:
+            read = _SSL_read(ssl, _buffer, _READ_SIZE)
+            if read > 0:
+                # After a full record more usually follows.  After a shorter
+                # one, more follows if ciphertext is left to decrypt
+                # (pyOpenSSL gives OpenSSL no way to read ahead of a record,
+                # so none waits elsewhere).
+                more = read >= _RECORD_SIZE or _SSL_pending(ssl) or _BIO_get_mem_data(intoSSL, _NULL)
+                state[_HOLDING] = more
+                data = _copyOut(_buffer, read)
+                if not state["_aborted"]:
+                    # What ProtocolWrapper.dataReceived does, without its call.
+                    state["wrappedProtocol"].dataReceived(data)
+                if more:
+                    continue
+                # Nothing more: unless a problem waits to be raised, the
+                # read that would fail to say so, and its error code, are
+                # not made.
+                if state["_lostTLSConnection"] or not _problemWaiting(state["_tlsConnection"]):
+                    break
                 continue
-            if state["_lostTLSConnection"] or not _problemWaiting(state["_tlsConnection"]):
+            if _SSL_get_error(ssl, read) == _WANT_READ and not _problemWaiting(
+                    state["_tlsConnection"]):
                 break
-            continue
-        if _SSL_get_error(ssl, read) == _WANT_READ and not _problemWaiting(
-                state["_tlsConnection"]):
-            break
-        # What came before the close or the error first, as Twisted would.
-        if received:
-            _deliver(state, received, pieces)
-            received, pieces = b"", None
-        try:
-            state["_tlsConnection"]._raise_ssl_error(ssl, read)
-        except SSL.WantReadError:
-            break
-        except SSL.ZeroReturnError:
-            # The peer closed TLS: as Twisted's own _flushReceiveBIO.
-            tls._shutdownTLS()
-            tls._tlsShutdownFinished(None)
-        except SSL.Error:
-            tls._tlsShutdownFinished(Failure())
-        else:  # an error that raises nothing: leave it to Twisted's code
-            TLSMemoryBIOProtocol._flushReceiveBIO(tls)
-            return
-    if received:
-        _deliver(state, received, pieces)
+            # Twisted's handling of a close or an error sends what OpenSSL
+            # holds (_flushSendBIO) before it closes: what was answered
+            # before it goes first, as it would have without holding.
+            try:
+                state["_tlsConnection"]._raise_ssl_error(ssl, read)
+            except SSL.WantReadError:
+                break
+            except SSL.ZeroReturnError:
+                # The peer closed TLS: as Twisted's own _flushReceiveBIO.
+                tls._shutdownTLS()
+                tls._tlsShutdownFinished(None)
+            except SSL.Error:
+                tls._tlsShutdownFinished(Failure())
+            else:  # an error that raises nothing: leave it to Twisted's code
+                TLSMemoryBIOProtocol._flushReceiveBIO(tls)
+                return
+    finally:
+        state[_HOLDING] = False
     if _BIO_get_mem_data(state[_FROM_SSL], _NULL):
-        # Usually nothing: a handshake message, an alert.
+        # What was held, if the last record had no answer; or a handshake
+        # message, an alert.
         _sendEncrypted(tls, state)
-
-
-def _deliver(state: Dict[str, Any], received: bytes, pieces: Optional[List[bytes]]) -> None:
-    """
-    Hand decrypted bytes to the protocol, unless the connection is being
-    aborted: C{received} if it is all, else C{pieces} joined.
-    """
-    if not state["_aborted"]:
-        # What ProtocolWrapper.dataReceived does, without its call.
-        state["wrappedProtocol"].dataReceived(received if pieces is None else b"".join(pieces))
 
 
 def _sendEncrypted(tls: Any, state: Dict[str, Any]) -> None:
@@ -209,6 +207,7 @@ def _sendEncrypted(tls: Any, state: Dict[str, Any]) -> None:
     Write everything OpenSSL has encrypted to the transport beneath, in one
     write.
     """
+    state[_HELD] = 0
     bio = state[_FROM_SSL]
     read = _BIO_read(bio, _buffer, _READ_SIZE)
     if read <= 0:
@@ -231,7 +230,10 @@ def encrypt(tls: Any, state: Dict[str, Any], data: bytes) -> None:
     What C{TLSMemoryBIOProtocol._write} does, cheaply: encrypt C{data} and
     write it out -- a record at a time, as Twisted does, but up to
     L{_SEND_AT_ONCE} bytes of records in one write, not one write a record
-    (a batch of answers is often more than one record).
+    (a batch of answers is often more than one record).  While a read is
+    being delivered (L{_deliverDecrypted}), what is encrypted waits in
+    OpenSSL's buffer until the read's end, or until it makes
+    L{_SEND_AT_ONCE}.
 
     @param tls: a TLS transport on the cheap path (L{fastState}).
     @param state: its instance dictionary, as L{fastState} returned it.
@@ -241,37 +243,51 @@ def encrypt(tls: Any, state: Dict[str, Any], data: bytes) -> None:
         return
     ssl = state[_SSL]
     size = len(data)
-    if size <= _RECORD_SIZE:
+    start = 0
+    if size <= _RECORD_SIZE:  # the common case, one record
         written = _SSL_write(ssl, data, size)
-        if written > 0:
+        if written == size:
+            if state[_HOLDING]:
+                # More records of a read wait: sent with their answers.
+                held = state[_HELD] + size
+                if held < _SEND_AT_ONCE:
+                    state[_HELD] = held
+                    return
             _sendEncrypted(tls, state)
-            if written < size:  # a partial write: the rest as Twisted does
-                TLSMemoryBIOProtocol._write(tls, data[written:])
             return
-        _encryptFailed(tls, state, written, data)
-        return
-    start = encrypted = 0
+        if written <= 0:
+            _encryptFailed(tls, state, written, data, state[_HELD])
+            return
+        start = written  # a partial write: the rest below
+    # Bytes encrypted and not yet sent: these, and any held before.
+    held = state[_HELD] + start
     while start < size:
         # SSL_write makes one record a call.
         piece = data[start:start + _RECORD_SIZE]
         written = _SSL_write(ssl, piece, len(piece))
         if written <= 0:
-            if encrypted:
-                _sendEncrypted(tls, state)  # what was encrypted goes first
-            _encryptFailed(tls, state, written, data[start:])
+            _encryptFailed(tls, state, written, data[start:], held)
             return
         start += written
-        encrypted += written
-        if encrypted >= _SEND_AT_ONCE or start == size:
+        held += written
+        if held >= _SEND_AT_ONCE:
             _sendEncrypted(tls, state)
-            encrypted = 0
+            held = 0
+    if state[_HOLDING]:
+        state[_HELD] = held
+    elif held:
+        _sendEncrypted(tls, state)
 
 
-def _encryptFailed(tls: Any, state: Dict[str, Any], result: int, rest: bytes) -> None:
+def _encryptFailed(tls: Any, state: Dict[str, Any], result: int, rest: bytes,
+                   held: int) -> None:
     """
-    C{SSL_write} returned C{result} (not above 0) for C{rest}: raise and
-    handle its error as Twisted's C{_write} does.
+    C{SSL_write} returned C{result} (not above 0) for C{rest}: send what
+    was encrypted before it (C{held} bytes), then raise and handle its
+    error as Twisted's C{_write} does.
     """
+    if held:
+        _sendEncrypted(tls, state)
     try:
         state["_tlsConnection"]._raise_ssl_error(state[_SSL], result)
     except SSL.WantReadError:
@@ -386,6 +402,7 @@ def fastTLS(transport: Optional[object]) -> bool:
             state[name] = getattr(transport, name)
     state[_SSL], state[_INTO_SSL] = connection._ssl, connection._into_ssl
     state[_FROM_SSL] = connection._from_ssl
+    state[_HOLDING], state[_HELD] = False, 0
     return True
 
 
