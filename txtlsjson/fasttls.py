@@ -230,10 +230,10 @@ def encrypt(tls: Any, state: Dict[str, Any], data: bytes) -> None:
     What C{TLSMemoryBIOProtocol._write} does, cheaply: encrypt C{data} and
     write it out -- a record at a time, as Twisted does, but up to
     L{_SEND_AT_ONCE} bytes of records in one write, not one write a record
-    (a batch of answers is often more than one record).  While a read is
-    being delivered (L{_deliverDecrypted}), what is encrypted waits in
-    OpenSSL's buffer until the read's end, or until it makes
-    L{_SEND_AT_ONCE}.
+    (a batch of answers is often more than one record).  While more
+    records of a read wait to be delivered (L{_deliverDecrypted}), what is
+    encrypted waits in OpenSSL's buffer, to go out with their answers, or
+    until it makes L{_SEND_AT_ONCE}.
 
     @param tls: a TLS transport on the cheap path (L{fastState}).
     @param state: its instance dictionary, as L{fastState} returned it.
