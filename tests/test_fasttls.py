@@ -27,34 +27,34 @@ def takesTheFastPath(transport: Any) -> bool:
     return isinstance(transport, BufferingTLSTransport) and type(transport) is not BufferingTLSTransport
 
 
+def recordCalls(target: Any, name: str) -> List[Any]:
+    """
+    The argument of each call of C{target}'s method C{name}, which goes on
+    as it is.
+    """
+    calls: List[Any] = []
+    original = getattr(target, name)
+
+    def record(argument: Any) -> None:
+        calls.append(argument)
+        original(argument)
+
+    setattr(target, name, record)
+    return calls
+
+
 def recordLoss(protocol: Any) -> List[Failure]:
     """
-    The reasons C{protocol}'s connection is lost with, as it is.
+    The reasons C{protocol}'s connection is lost with.
     """
-    reasons: List[Failure] = []
-    original = protocol.connectionLost
-
-    def connectionLost(reason: Failure) -> None:
-        reasons.append(reason)
-        original(reason)
-
-    protocol.connectionLost = connectionLost
-    return reasons
+    return recordCalls(protocol, "connectionLost")
 
 
 def recordWrites(transport: Any) -> List[bytes]:
     """
-    What is written to C{transport}, a write at a time, as it is.
+    What is written to C{transport}, a write at a time.
     """
-    writes: List[bytes] = []
-    original = transport.write
-
-    def write(data: bytes) -> None:
-        writes.append(data)
-        original(data)
-
-    transport.write = write
-    return writes
+    return recordCalls(transport, "write")
 
 
 def test_connectionsTakeTheFastPath(pki: PKI) -> None:
@@ -150,14 +150,7 @@ def test_answersToOneReadSentTogether(pki: PKI) -> None:
     for n in range(3):
         client.request({"n": n}).addCallback(answers.append)
         clock.advance(0)
-    delivered: List[bytes] = []
-    original = server.dataReceived
-
-    def dataReceived(data: bytes) -> None:
-        delivered.append(data)
-        original(data)
-
-    server.dataReceived = dataReceived
+    delivered: List[bytes] = recordCalls(server, "dataReceived")
     writes = recordWrites(server.transport.transport)
     pump.server.dataReceived(pump.clientIO.getOutBuffer())
     assert [data.count(b"\n") for data in delivered] == [1, 1, 1]
