@@ -532,6 +532,8 @@ class FloorPeer(Protocol, Channel):
     handler: Handler
     #: Connecting: fires once the server has accepted the password.
     accepted: Optional[Deferred[None]] = None
+    #: Whether the password step failed (the connection is closing).
+    _refused = False
 
     def connectionMade(self) -> None:
         _noDelay(self)
@@ -549,6 +551,8 @@ class FloorPeer(Protocol, Channel):
             tls.write(encodeLine({"password": PASSWORD}))
 
     def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
         # What is written meanwhile (answers, and requests made by the
         # callbacks of responses) goes out together at the end.
         answers: List[bytes] = []
@@ -572,8 +576,11 @@ class FloorPeer(Protocol, Channel):
                 continue
             message = decodeLine(line)
             if not self._authenticated:
-                self._authenticated = True
-                self._firstLine(message)
+                self._authenticated = self._firstLine(message)
+                if not self._authenticated:
+                    # Refused: nothing after it is read.
+                    self._refused = True
+                    return
                 continue
             requestId = message.pop("requestId", None)
             if requestId:
@@ -592,22 +599,26 @@ class FloorPeer(Protocol, Channel):
             elif "__pong" not in message:
                 self.handler.message(message)
 
-    def _firstLine(self, message: Dict[str, Any]) -> None:
+    def _firstLine(self, message: Dict[str, Any]) -> bool:
         """
         The password step: as a server, check the password and answer; as
         a client, the server's answer.
+
+        @return: whether it succeeded.
         """
         if self.accepted is not None:
             if message.get("authenticated") is True:
                 self.accepted.callback(None)
-            else:
-                self.accepted.errback(ValueError(f"refused: {message}"))
-            return
+                return True
+            self.accepted.errback(ValueError(f"refused: {message}"))
+            self._tls.loseConnection()
+            return False
         if hmac.compare_digest(str(message.get("password", "")).encode(), PASSWORD.encode()):
             self._write(encodeLine({"authenticated": True}))
-        else:
-            self._tls.write(encodeLine({"error": "incorrect password"}))
-            self._tls.loseConnection()
+            return True
+        self._tls.write(encodeLine({"error": "incorrect password"}))
+        self._tls.loseConnection()
+        return False
 
     def _write(self, line: bytes) -> None:
         if self._held is None:

@@ -7,15 +7,18 @@ Node mean something only if it does.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, List
 
 import pytest
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import SSL4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
 
 from benchmarks.peer import FloorPeer, Handler, connectFloor, listen
 from benchmarks.workloads import QUICK
-from txtlsjson import AuthenticationFailed, Client, Server
+from txtlsjson import AuthenticationFailed, Client, Server, clientTLSOptions
 
 from .conftest import PKI
 from .inreactor import inReactor
@@ -84,3 +87,44 @@ async def test_floorClientWithTheTxtlsjsonServer(pki: PKI) -> None:
         assert await received.addTimeout(WAIT, reactor) == {"hello": "world"}
     finally:
         await server.close()
+
+
+class _WrongPassword(Protocol):
+    """
+    Sends a wrong password and a message after it; answers whatever comes
+    with another message.
+    """
+
+    def __init__(self) -> None:
+        self.received: List[bytes] = []
+        self.closed: "Deferred[None]" = Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(b'{"password":"wrong"}\n{"seq":1}\n')  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received.append(data)
+        self.transport.write(b'{"seq":2}\n')  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.closed.callback(None)
+
+
+@inReactor
+async def test_floorServerReadsNothingAfterARefusal(pki: PKI) -> None:
+    """
+    What a refused peer sends after its password, in the same read or
+    later, is not read: its messages are not counted.
+    """
+    handler = Handler(QUICK)
+    port = listen(FloorPeer, 0, str(pki.serverCert), str(pki.serverKey), handler)
+    peer = _WrongPassword()
+    endpoint = SSL4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port,
+                                  clientTLSOptions("localhost", [str(pki.caCert)]))
+    try:
+        await connectProtocol(endpoint, peer)
+        await peer.closed.addTimeout(WAIT, reactor)
+        assert b"".join(peer.received) == b'{"error":"incorrect password"}\n'
+        assert handler.count == 0
+    finally:
+        await port.stopListening()
