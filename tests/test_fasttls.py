@@ -213,6 +213,35 @@ def test_peerClosesTLS(pki: PKI) -> None:
     assert reason.check(ConnectionDone)
 
 
+def test_heldAnswersSentWhenDeliveryRaises(pki: PKI) -> None:
+    """
+    When the protocol raises while a read's records are delivered, what it
+    answered to the records before still goes out, as it would have
+    without holding: here the second of two requests in one read raises.
+    """
+    clock, pump, client, server = inMemoryOverTLS(pki)
+    answers: List[Any] = []
+    for n in range(2):
+        client.request({"n": n}).addCallback(answers.append)
+        clock.advance(0)
+    original = server.dataReceived
+    delivered: List[bytes] = []
+
+    def dataReceived(data: bytes) -> None:
+        delivered.append(data)
+        if len(delivered) == 2:
+            raise RuntimeError("the protocol fails")
+        original(data)
+
+    server.dataReceived = dataReceived
+    writes = recordWrites(server.transport.transport)
+    with pytest.raises(RuntimeError, match="the protocol fails"):
+        pump.server.dataReceived(pump.clientIO.getOutBuffer())
+    assert len(writes) == 1
+    pump.flush()
+    assert answers == [{"answer": 0}]
+
+
 def test_dataBeforeCloseInOneRead(pki: PKI) -> None:
     """
     Messages and the peer's TLS close arriving in one read: the messages

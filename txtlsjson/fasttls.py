@@ -196,10 +196,11 @@ def _deliverDecrypted(tls: Any, state: Dict[str, Any]) -> None:
                 return
     finally:
         state[_HOLDING] = False
-    if _BIO_get_mem_data(state[_FROM_SSL], _NULL):
-        # What was held, if the last record had no answer; or a handshake
-        # message, an alert.
-        _sendEncrypted(tls, state)
+        if _BIO_get_mem_data(state[_FROM_SSL], _NULL):
+            # What was held, if the last record had no answer (or an
+            # exception ends the delivery); or a handshake message, an
+            # alert.
+            _sendEncrypted(tls, state)
 
 
 def _sendEncrypted(tls: Any, state: Dict[str, Any]) -> None:
