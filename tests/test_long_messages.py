@@ -40,9 +40,6 @@ def smallPieces(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     """
     encodeAny, encodeString = CODECS[request.param]
     monkeypatch.setattr(codec, "_encodeAny", encodeAny)
-    # encodeMessageLine does the fast encoder's work itself when it is the
-    # one in use.
-    monkeypatch.setattr(codec, "_ORJSON_ENCODES", encodeAny is getattr(codec, "_encodeFast", None))
     monkeypatch.setattr(pieced, "encodeString", encodeString)
     monkeypatch.setattr(pieced, "LONG_STRING", 20)
     monkeypatch.setattr(session, "LONG_STRING", 20)

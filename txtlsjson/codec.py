@@ -298,9 +298,6 @@ if os.environ.get("TXTLSJSON_CODEC", "").lower() != "json":
     CODEC = "+".join(name for name, module in (("orjson", orjson), ("msgspec", msgspec))
                      if module is not None) or "json"
 
-#: Whether orjson encodes (then L{encodeMessageLine} does its work inline).
-_ORJSON_ENCODES = orjson is not None and _encodeAny is _encodeFast
-
 
 #: Lines shorter than this may be decoded by L{decodeShortLine}.
 SHORT_LINE = _BIG
@@ -381,11 +378,12 @@ def encodeMessageLine(obj: JSONObject, idKey: Optional[str] = None, ident: int =
         # Twice as fast as {**obj, idKey: ident}; always a plain dict.
         obj = obj.copy() if type(obj) is dict else dict(obj)
         obj[idKey] = ident
-    if not _ORJSON_ENCODES:
-        return _encodeAny(obj)
-    # _encodeFast's body, repeated rather than called: every message sent
-    # takes this path, and the call is a tenth of encoding a short one
-    # (RESULTS.rst).  test_codec_equivalence holds the two to one result.
+    if _encodeAny is _encodeStandard:
+        return _encodeStandard(obj)
+    # The other encoder is _encodeFast: its body, repeated rather than
+    # called, since every message sent takes this path and the call is a
+    # tenth of encoding a short one (RESULTS.rst).  test_codec_equivalence
+    # holds the two to one result.
     try:
         data: bytes = _orjsonDumps(obj, default=_refuse, option=_options)
     except _OrjsonEncodeError:
